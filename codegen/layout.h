@@ -1,0 +1,192 @@
+/* layout.h: internal interface of the LLVM backend (llvm.c, layout.c,
+ * the lower_ files and nvmath.c). Includes LLVM-C, so only the .c files of
+ * codegen/ may include it. See the essay at the top of layout.c for what a layout is.
+ */
+#ifndef TJ_CG_LAYOUT_H
+#define TJ_CG_LAYOUT_H
+
+#include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h>
+
+#include "codegen.h"
+
+// A distribution of a rank-0..2 tile over the threads of a program.
+// Threads form a 2-D grid: lane = l0 * tpw[1] + l1, warp = w0 * wpc[1] + w1
+// (grid dim 1 is the fastest). Tile dim d is spread over grid dim gdim[d]
+// (or over no grid dim when gdim[d] < 0: every thread holds the whole dim).
+typedef struct Layout {
+  int rank;
+  int shape[2];
+  int spt[2];      // sizePerThread (contiguous run) per tile dim
+  int gdim[2];     // grid dim per tile dim, -1 none
+  int tpw[2];      // threadsPerWarp per grid dim, tpw[0] * tpw[1] == 32
+  int wpc[2];      // warpsPerCTA per grid dim, product == num_warps
+  // what slice() removed, so that expand_dims restores the parent exactly
+  int sl_dim, sl_spt, sl_gdim;
+  // derived by layout_finish()
+  int espt[2];     // effective run: min(spt, shape)
+  int cover[2];    // spt * tpw * wpc of the grid dim (spt when gdim < 0)
+  int cnt[2];      // elements per thread per dim
+  int nelem;       // elements per thread
+} Layout;
+
+// Per value and dim facts of the axis analysis (Triton's AxisInfo). All are
+// powers of two. contig: values rise by 1 over aligned groups of this length;
+// div: the first value of each such group is a multiple of this (bytes for
+// pointers); cnst: values are equal over aligned groups of this length.
+typedef struct AxisInfo {
+  int contig[2], cnst[2];
+  int64_t div[2];
+  bool known;       // rank 0 or splat of a known integer
+  int64_t kval;
+} AxisInfo;
+
+#define AX_DIV_MAX ((int64_t)1 << 30)
+
+// Lowered form of a value in one layout: nelem LLVM values in slot order
+// (slot = k0 * cnt[1] + k1).
+typedef struct Tile {
+  const Layout *L;
+  LLVMValueRef *v;
+} Tile;
+
+typedef struct ValInfo {
+  bool remat;            // cheap: computed afresh in every layout a user wants
+  const Layout *nat;     // natural layout (non-remat), rank 0: the scalar layout
+  const Layout **req;    // layouts users need
+  int nreq, capreq;
+  Tile *tiles;           // lowered forms
+  int ntiles, captiles;
+  AxisInfo ax;
+} ValInfo;
+
+// All state of one compilation (no globals: the autotuner compiles in parallel).
+typedef struct Cg {
+  const TirFunc *f;
+  const CgOptions *opt;
+  Diag *d;
+  Arena *a;
+  int num_warps, nthreads;
+  tj_status err;           // first error; lowering stops at it
+  ValInfo *vi;             // indexed by TirValue id
+  const Layout **layouts;  // interned layouts
+  int nlayouts, caplayouts;
+  int scratch_bytes;       // shared memory scratch the lowering needs
+  struct CgVec { int rank, shape[2], minbytes; } *vecs;  // per shape: narrowest access
+  int nvecs, capvecs;
+  // LLVM
+  LLVMContextRef ctx;
+  LLVMModuleRef mod;
+  LLVMBuilderRef b;
+  LLVMValueRef fn;
+  LLVMValueRef smem;       // [scratch] i8 addrspace(3), or NULL
+  LLVMValueRef tid, lane, warp;
+  LLVMDIBuilderRef dib;
+  LLVMMetadataRef disub;
+  LLVMTypeRef i1, i8, i16, i32, i64, f16, bf16, f32, f64, gptr, sptr, voidt;
+} Cg;
+
+//
+// layout.c
+//
+const Layout *layout_scalar(Cg *cg);
+const Layout *layout_canonical(Cg *cg, int rank, const int *shape, int vec);
+const Layout *layout_default(Cg *cg, TirType t);  // canonical with the kernel's vector width
+const Layout *layout_slice(Cg *cg, const Layout *L, int axis);
+const Layout *layout_expand(Cg *cg, const Layout *L, int axis);
+// L with dims whose size is 1 in shape collapsed (the operand of a broadcast).
+const Layout *layout_collapse(Cg *cg, const Layout *L, const int *shape);
+bool layout_eq(const Layout *a, const Layout *b);
+// Compile-time part of a slot's coordinate along dim d.
+int layout_off(const Layout *L, int slot, int d);
+// Grid position along tile dim d (before the modulo) and the number of
+// distinct lane / warp positions along it.
+int layout_lanes(const Layout *L, int d);
+int layout_warps(const Layout *L, int d);
+// Runs the layout and axis analyses over f. Returns false on error (reported).
+bool layout_analyse(Cg *cg);
+int cg_dtype_bytes(Dtype dt);
+void cg_error(Cg *cg, tj_status st, Loc loc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+//
+// llvm.c: helpers shared by the lowering files
+//
+LLVMTypeRef cg_type(Cg *cg, Dtype dt);       // register type (bool -> i1)
+LLVMTypeRef cg_mem_type(Cg *cg, Dtype dt);   // memory type (bool -> i8)
+LLVMTypeRef cg_val_type(Cg *cg, TirType t);  // element register type (ptr -> gptr)
+LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl,
+                          LLVMValueRef *args, int nargs);
+LLVMValueRef cg_sreg(Cg *cg, const char *name);
+LLVMValueRef cg_i32(Cg *cg, int64_t v);
+LLVMValueRef cg_barrier(Cg *cg);
+// Runtime coordinate of slot along tile dim d of L.
+LLVMValueRef cg_coord(Cg *cg, const Layout *L, int slot, int d);
+// true on the threads that own their elements (not replicas), per slot run.
+LLVMValueRef cg_owner(Cg *cg, const Layout *L);
+// The lowered form of v in layout L (which the layout pass requested).
+LLVMValueRef *cg_get(Cg *cg, TirValue *v, const Layout *L);
+LLVMValueRef cg_get0(Cg *cg, TirValue *v);   // rank-0 value
+void cg_set(Cg *cg, TirValue *v, const Layout *L, LLVMValueRef *elems);
+LLVMValueRef *cg_alloc_elems(Cg *cg, int n);
+void cg_lower_block(Cg *cg, TirBlock *blk);
+// Materialises a non-remat value in every other layout its users need.
+void cg_convert_requests(Cg *cg, TirValue *v);
+
+//
+// lower_elementwise.c
+//
+bool lower_is_elementwise(TirOp op);
+// Lowers one element of an elementwise op (args are register values).
+LLVMValueRef lower_elem(Cg *cg, const TirInst *in, LLVMValueRef *args);
+LLVMValueRef lower_convert(Cg *cg, LLVMValueRef x, Dtype from, Dtype to);
+void lower_remat(Cg *cg, TirInst *in, const Layout *L);
+void lower_elementwise_inst(Cg *cg, TirInst *in);
+
+//
+// lower_memory.c
+//
+void lower_load(Cg *cg, TirInst *in);
+void lower_store(Cg *cg, TirInst *in);
+// Moves a tile between layouts through shared memory. idx_src / idx_dst map
+// a coordinate to the linear scratch index: row-major over shape unless
+// transposed (trans: the source is indexed as its transpose).
+LLVMValueRef *lower_smem_shuffle(Cg *cg, const LLVMValueRef *src, const Layout *Ls,
+                                 const Layout *Ld, Dtype dt, int mode);
+enum { SHUF_CONVERT, SHUF_TRANS, SHUF_RESHAPE };
+void lower_reshape_trans(Cg *cg, TirInst *in);
+// Byte offset b in the scratch buffer as an addrspace(3) pointer.
+LLVMValueRef cg_smem_ptr(Cg *cg, LLVMValueRef byte_off);
+
+//
+// lower_reduce.c
+//
+void lower_reduce(Cg *cg, TirInst *in);
+int lower_reduce_scratch(Cg *cg, const TirInst *in, const Layout *Lin);
+
+//
+// lower_dot.c
+//
+void lower_dot(Cg *cg, TirInst *in);
+int lower_dot_scratch(const TirInst *in);
+
+//
+// lower_control.c
+//
+void lower_for(Cg *cg, TirInst *in);
+void lower_if(Cg *cg, TirInst *in);
+
+//
+// nvmath.c: f32 math with documented error
+//
+LLVMValueRef nvm_exp2(Cg *cg, LLVMValueRef x);
+LLVMValueRef nvm_exp(Cg *cg, LLVMValueRef x);
+LLVMValueRef nvm_log2(Cg *cg, LLVMValueRef x);
+LLVMValueRef nvm_log(Cg *cg, LLVMValueRef x);
+LLVMValueRef nvm_sqrt(Cg *cg, LLVMValueRef x);
+LLVMValueRef nvm_rsqrt(Cg *cg, LLVMValueRef x);
+LLVMValueRef nvm_erf(Cg *cg, LLVMValueRef x);
+LLVMValueRef nvm_tanh(Cg *cg, LLVMValueRef x);
+LLVMValueRef nvm_philox(Cg *cg, LLVMValueRef seed64, LLVMValueRef ctr64, LLVMValueRef lane);
+
+#endif

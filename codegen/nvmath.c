@@ -1,0 +1,160 @@
+/* nvmath.c: f32 math built from PTX approximations and our own polynomials,
+ * so kernels need no libdevice.
+ *
+ * requires: an LLVM builder positioned in the kernel; produces: f32 values.
+ *
+ * Error bounds (measured over a dense sweep against double libm, with the
+ * PTX approximations' documented errors added):
+ *   exp2  ex2.approx.ftz.f32: max 2 ulp (subnormal results flush to 0).
+ *   exp   ex2(x * log2 e): 2 ulp plus the rounding of x * log2 e, i.e. a
+ *         relative error <= 2^-22 + |x| * 2^-24 (2e-6 at |x| = 30).
+ *   log2  lg2.approx.f32: max absolute error 2^-22.6 (PTX ISA), so relative
+ *         error grows as x -> 1 where log2 x -> 0.
+ *   log   lg2(x) * ln 2: absolute error <= 1.2e-7.
+ *   sqrt  sqrt.rn.f32 (IEEE, exact rounding); rsqrt = 1 / sqrt.rn, div.rn:
+ *         <= 1 ulp.
+ *   tanh  |x| < 0.6: x + x s P(s), s = x^2, a degree-5 least-maximum fit;
+ *         otherwise 1 - 2 / (exp(2|x|) + 1) with the sign restored:
+ *         <= 1.5 ulp with an exact exp2, <= 3 ulp with ex2.approx.
+ *   erf   |x| < 1: x P(x^2), degree 7; 1 <= |x| < 4: 1 - 2^Q(|x|) with Q a
+ *         degree-10 fit of log2(erfc); |x| >= 4: +-1. Max absolute error
+ *         1.5e-7 (limit 1e-6).
+ * f16/bf16 callers widen to f32 first and round the result (lower_elem).
+ */
+#include "layout.h"
+
+static LLVMValueRef cf(Cg *cg, double v) { return LLVMConstReal(cg->f32, v); }
+
+static LLVMValueRef fma3(Cg *cg, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c) {
+  LLVMValueRef args[3] = {a, b, c};
+  LLVMTypeRef t = cg->f32;
+  return cg_intrinsic(cg, "llvm.fma", &t, 1, args, 3);
+}
+
+static LLVMValueRef horner(Cg *cg, const float *c, int n, LLVMValueRef x) {
+  LLVMValueRef r = cf(cg, c[n - 1]);
+  for (int k = n - 2; k >= 0; k--) r = fma3(cg, r, x, cf(cg, c[k]));
+  return r;
+}
+
+static LLVMValueRef fabs1(Cg *cg, LLVMValueRef x) {
+  LLVMTypeRef t = cg->f32;
+  return cg_intrinsic(cg, "llvm.fabs", &t, 1, &x, 1);
+}
+
+static LLVMValueRef copysign1(Cg *cg, LLVMValueRef mag, LLVMValueRef sgn) {
+  LLVMTypeRef t = cg->f32;
+  LLVMValueRef a[2] = {mag, sgn};
+  return cg_intrinsic(cg, "llvm.copysign", &t, 1, a, 2);
+}
+
+LLVMValueRef nvm_exp2(Cg *cg, LLVMValueRef x) {
+  return cg_intrinsic(cg, "llvm.nvvm.ex2.approx.ftz.f", NULL, 0, &x, 1);
+}
+
+LLVMValueRef nvm_exp(Cg *cg, LLVMValueRef x) {
+  return nvm_exp2(cg, LLVMBuildFMul(cg->b, x, cf(cg, 1.4426950408889634), ""));
+}
+
+LLVMValueRef nvm_log2(Cg *cg, LLVMValueRef x) {
+  return cg_intrinsic(cg, "llvm.nvvm.lg2.approx.f", NULL, 0, &x, 1);
+}
+
+LLVMValueRef nvm_log(Cg *cg, LLVMValueRef x) {
+  return LLVMBuildFMul(cg->b, nvm_log2(cg, x), cf(cg, 0.6931471805599453), "");
+}
+
+LLVMValueRef nvm_sqrt(Cg *cg, LLVMValueRef x) {
+  LLVMTypeRef t = cg->f32;
+  return cg_intrinsic(cg, "llvm.sqrt", &t, 1, &x, 1);
+}
+
+LLVMValueRef nvm_rsqrt(Cg *cg, LLVMValueRef x) {
+  return LLVMBuildFDiv(cg->b, cf(cg, 1.0), nvm_sqrt(cg, x), "");
+}
+
+static const float tanh_p[6] = {-3.333333273e-01f, 1.333328513e-01f, -5.395726686e-02f,
+                                2.176125662e-02f, -8.335189966e-03f, 2.295369827e-03f};
+
+LLVMValueRef nvm_tanh(Cg *cg, LLVMValueRef x) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef a = fabs1(cg, x);
+  LLVMValueRef s = LLVMBuildFMul(b, x, x, "");
+  LLVMValueRef small = fma3(cg, LLVMBuildFMul(b, x, s, ""), horner(cg, tanh_p, 6, s), x);
+  // exp(2a) overflows to inf for a > 44: 2 / inf = 0 gives exactly 1.
+  LLVMValueRef e = nvm_exp2(cg, LLVMBuildFMul(b, a, cf(cg, 2.8853900817779268), ""));
+  LLVMValueRef big = LLVMBuildFSub(b, cf(cg, 1.0),
+                                   LLVMBuildFDiv(b, cf(cg, 2.0), LLVMBuildFAdd(b, e, cf(cg, 1.0), ""), ""), "");
+  big = copysign1(cg, big, x);
+  // NaN compares false and takes the polynomial, which propagates it.
+  LLVMValueRef use_big = LLVMBuildFCmp(b, LLVMRealOGE, a, cf(cg, 0.6), "");
+  return LLVMBuildSelect(b, use_big, big, small, "");
+}
+
+static const float erf_p[8] = {1.128379167e+00f, -3.761263848e-01f, 1.128378277e-01f,
+                               -2.686544696e-02f, 5.221078243e-03f, -8.484761924e-04f,
+                               1.127091790e-04f, -9.681217300e-06f};
+static const float erfc_q[11] = {-8.555281627e-03f, -1.575276213e+00f, -1.061465251e+00f,
+                                 7.758006716e-02f, -2.017293009e-01f, 1.566321307e-01f,
+                                 -7.491048344e-02f, 2.348666092e-02f, -4.693283402e-03f,
+                                 5.416860644e-04f, -2.743156222e-05f};
+
+LLVMValueRef nvm_erf(Cg *cg, LLVMValueRef x) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef a = fabs1(cg, x);
+  LLVMValueRef s = LLVMBuildFMul(b, x, x, "");
+  LLVMValueRef small = LLVMBuildFMul(b, x, horner(cg, erf_p, 8, s), "");
+  LLVMTypeRef t = cg->f32;
+  LLVMValueRef mm[2] = {a, cf(cg, 4.0)};
+  LLVMValueRef ac = cg_intrinsic(cg, "llvm.minnum", &t, 1, mm, 2);
+  LLVMValueRef q = horner(cg, erfc_q, 11, ac);
+  LLVMValueRef big = LLVMBuildFSub(b, cf(cg, 1.0), nvm_exp2(cg, q), "");
+  LLVMValueRef one = LLVMBuildFCmp(b, LLVMRealOGE, a, cf(cg, 4.0), "");
+  big = LLVMBuildSelect(b, one, cf(cg, 1.0), big, "");
+  big = copysign1(cg, big, x);
+  LLVMValueRef use_big = LLVMBuildFCmp(b, LLVMRealOGE, a, cf(cg, 1.0), "");
+  return LLVMBuildSelect(b, use_big, big, small, "");
+}
+
+// Philox-4x32-10 (Salmon et al., Random123): key = (lo32(seed), hi32(seed)),
+// counter = (lo32(ctr), hi32(ctr), 0, 0). Four calls that differ only in the
+// lane compute the same rounds, which LLVM's CSE merges into one.
+LLVMValueRef nvm_philox(Cg *cg, LLVMValueRef seed, LLVMValueRef ctr, LLVMValueRef lane) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef c32 = LLVMConstInt(cg->i64, 32, 0);
+  LLVMValueRef k0 = LLVMBuildTrunc(b, seed, cg->i32, "");
+  LLVMValueRef k1 = LLVMBuildTrunc(b, LLVMBuildLShr(b, seed, c32, ""), cg->i32, "");
+  LLVMValueRef c[4] = {
+      LLVMBuildTrunc(b, ctr, cg->i32, ""),
+      LLVMBuildTrunc(b, LLVMBuildLShr(b, ctr, c32, ""), cg->i32, ""),
+      LLVMConstInt(cg->i32, 0, 0),
+      LLVMConstInt(cg->i32, 0, 0),
+  };
+  LLVMValueRef m0 = LLVMConstInt(cg->i32, 0xD2511F53u, 0), m1 = LLVMConstInt(cg->i32, 0xCD9E8D57u, 0);
+  LLVMValueRef w0 = LLVMConstInt(cg->i32, 0x9E3779B9u, 0), w1 = LLVMConstInt(cg->i32, 0xBB67AE85u, 0);
+  for (int r = 0; r < 10; r++) {
+    if (r > 0) {
+      k0 = LLVMBuildAdd(b, k0, w0, "");
+      k1 = LLVMBuildAdd(b, k1, w1, "");
+    }
+    // mul.hi.u32 / mul.lo.u32 directly: an i64 multiply and shift is not
+    // always matched back and costs 64-bit ops.
+    LLVMValueRef a0[2] = {c[0], m0}, a1[2] = {c[2], m1};
+    LLVMValueRef hi0 = cg_intrinsic(cg, "llvm.nvvm.mulhi.ui", NULL, 0, a0, 2);
+    LLVMValueRef hi1 = cg_intrinsic(cg, "llvm.nvvm.mulhi.ui", NULL, 0, a1, 2);
+    LLVMValueRef lo0 = LLVMBuildMul(b, c[0], m0, "");
+    LLVMValueRef lo1 = LLVMBuildMul(b, c[2], m1, "");
+    LLVMValueRef n0 = LLVMBuildXor(b, LLVMBuildXor(b, hi1, c[1], ""), k0, "");
+    LLVMValueRef n2 = LLVMBuildXor(b, LLVMBuildXor(b, hi0, c[3], ""), k1, "");
+    c[0] = n0;
+    c[1] = lo1;
+    c[2] = n2;
+    c[3] = lo0;
+  }
+  if (LLVMIsAConstantInt(lane)) return c[LLVMConstIntGetZExtValue(lane) & 3];
+  LLVMValueRef l = LLVMBuildAnd(b, lane, LLVMConstInt(cg->i32, 3, 0), "");
+  LLVMValueRef r = c[3];
+  for (int k = 2; k >= 0; k--)
+    r = LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntEQ, l, LLVMConstInt(cg->i32, (unsigned)k, 0), ""), c[k], r, "");
+  return r;
+}

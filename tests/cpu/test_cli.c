@@ -1,0 +1,169 @@
+/* test_cli: the tilejit command-line tool as a user runs it: exit codes,
+ * stdout/stderr separation, diagnostics with carets, and agreement with the
+ * C API. The binary's path comes from $TILEJIT_BIN (set by ctest). */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "tilejit/tilejit.h"
+
+typedef struct Run {
+  int status;   // exit code, or -1 if it did not exit normally
+  char *out, *err;
+} Run;
+
+static char *slurp_fd(int fd) {
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  ssize_t got;
+  lseek(fd, 0, SEEK_SET);
+  while (buf && (got = read(fd, buf + n, cap - n - 1)) > 0) {
+    n += (size_t)got;
+    if (n + 1 >= cap) buf = realloc(buf, cap *= 2);
+  }
+  if (buf) buf[n] = '\0';
+  return buf;
+}
+
+// Runs the CLI with argv (NULL-terminated, without argv[0]) from the source dir.
+static Run run_cli(const char *const *args) {
+  Run r = { -1, NULL, NULL };
+  const char *bin = getenv("TILEJIT_BIN");
+  ck_assert_msg(bin != NULL, "TILEJIT_BIN is not set (run through ctest)");
+  char outp[] = "/tmp/tj_cli_outXXXXXX", errp[] = "/tmp/tj_cli_errXXXXXX";
+  int ofd = mkstemp(outp), efd = mkstemp(errp);
+  ck_assert(ofd >= 0 && efd >= 0);
+  unlink(outp);
+  unlink(errp);
+  const char *argv[32];
+  int n = 0;
+  argv[n++] = bin;
+  for (int i = 0; args[i] && n < 31; i++) argv[n++] = args[i];
+  argv[n] = NULL;
+  pid_t pid = fork();
+  ck_assert(pid >= 0);
+  if (pid == 0) {
+    dup2(ofd, 1);
+    dup2(efd, 2);
+    if (chdir(TJ_SOURCE_DIR) != 0) _exit(126);
+    execv(bin, (char *const *)argv);
+    _exit(127);
+  }
+  int ws;
+  waitpid(pid, &ws, 0);
+  r.status = WIFEXITED(ws) ? WEXITSTATUS(ws) : -1;
+  r.out = slurp_fd(ofd);
+  r.err = slurp_fd(efd);
+  close(ofd);
+  close(efd);
+  return r;
+}
+
+static void run_free(Run *r) {
+  free(r->out);
+  free(r->err);
+}
+
+START_TEST(help_and_usage) {
+  Run r = run_cli((const char *[]){ "--help", NULL });
+  ck_assert_int_eq(r.status, 0);
+  ck_assert_ptr_nonnull(strstr(r.out, "usage: tilejit"));
+  run_free(&r);
+  r = run_cli((const char *[]){ "compile", "--help", NULL });
+  ck_assert_int_eq(r.status, 0);
+  ck_assert_ptr_nonnull(strstr(r.out, "--emit"));
+  run_free(&r);
+  r = run_cli((const char *[]){ NULL });
+  ck_assert_int_eq(r.status, 2);
+  ck_assert_ptr_nonnull(strstr(r.err, "usage: tilejit"));
+  run_free(&r);
+  r = run_cli((const char *[]){ "frobnicate", NULL });
+  ck_assert_int_eq(r.status, 2);
+  ck_assert_ptr_nonnull(strstr(r.err, "unknown command 'frobnicate'"));
+  run_free(&r);
+  r = run_cli((const char *[]){ "--version", NULL });
+  ck_assert_int_eq(r.status, 0);
+  ck_assert_ptr_nonnull(strstr(r.out, tj_version()));
+  run_free(&r);
+}
+END_TEST
+
+START_TEST(usage_errors) {
+  const char *const cases[][6] = {
+    { "compile", NULL },                                            // no input
+    { "compile", "examples/softmax.tj", "--emit", "bogus", NULL },  // bad stage
+    { "compile", "examples/softmax.tj", "-D", NULL },               // -D without value
+    { "compile", "examples/softmax.tj", "--num-warps", "3", NULL }, // not a power of two
+    { "compile", "examples/softmax.tj", "--frob", NULL },           // unknown option
+    { "compile", "a.tj", "b.tj", NULL },                            // two inputs
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    Run r = run_cli(cases[i]);
+    ck_assert_msg(r.status == 2, "case %zu: exit %d, stderr: %s", i, r.status, r.err);
+    ck_assert_msg(strstr(r.err, "tilejit: error:") != NULL, "case %zu: stderr: %s", i, r.err);
+    ck_assert_str_eq(r.out, "");
+    run_free(&r);
+  }
+}
+END_TEST
+
+START_TEST(missing_file) {
+  Run r = run_cli((const char *[]){ "compile", "no/such/file.tj", NULL });
+  ck_assert_int_eq(r.status, 1);
+  ck_assert_ptr_nonnull(strstr(r.err, "no/such/file.tj"));
+  ck_assert_str_eq(r.out, "");
+  run_free(&r);
+}
+END_TEST
+
+START_TEST(diagnostics_with_carets) {
+  Run r = run_cli((const char *[]){ "compile", "tests/dsl/cli/bad.tj", NULL });
+  ck_assert_int_eq(r.status, 1);
+  ck_assert_str_eq(r.out, "");
+  // Both errors: a syntax error (line 6) is found by the parser, which stops
+  // before sema, so only the parse error is guaranteed; it must have a caret.
+  ck_assert_msg(strstr(r.err, "tests/dsl/cli/bad.tj:6:22: error: expected expression") != NULL,
+                "stderr: %s", r.err);
+  ck_assert_msg(strstr(r.err, "    6 |     store(x + i, v * , i < n);\n") != NULL, "stderr: %s", r.err);
+  ck_assert_msg(strstr(r.err, "      |                      ^\n") != NULL, "stderr: %s", r.err);
+  run_free(&r);
+}
+END_TEST
+
+START_TEST(tir_matches_api) {
+  Run r = run_cli((const char *[]){ "compile", "examples/softmax.tj", "-D", "T=f16", "-DBLOCK=1024",
+                                    "--emit", "tir", NULL });
+  ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+  ck_assert_str_eq(r.err, "");
+  tj_ctx *ctx;
+  ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);
+  const char *defs[] = { "T=f16", "BLOCK=1024" };
+  tj_compile_opts o = { .path = TJ_SOURCE_DIR "/examples/softmax.tj", .defines = defs, .ndefines = 2,
+                        .flags = TJ_COMPILE_FRONTEND };
+  tj_kernel *k;
+  ck_assert_msg(tj_kernel_compile(ctx, &o, &k) == TJ_OK, "%s", tj_ctx_last_error(ctx));
+  ck_assert_ptr_nonnull(strstr(r.out, "kernel softmax"));
+  ck_assert_ptr_nonnull(strstr(r.out, tj_kernel_tir(k)));
+  tj_kernel_free(k);
+  tj_ctx_free(ctx);
+  run_free(&r);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("cli");
+  TCase *tc = tcase_create("cli");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, help_and_usage);
+  tcase_add_test(tc, usage_errors);
+  tcase_add_test(tc, missing_file);
+  tcase_add_test(tc, diagnostics_with_carets);
+  tcase_add_test(tc, tir_matches_api);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return tj_test_run(suite()); }

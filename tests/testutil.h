@@ -1,0 +1,19 @@
+/* testutil.h: helpers shared by the Check suites. */
+#ifndef TJ_TESTUTIL_H
+#define TJ_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+
+// Runs every test of s and returns the process exit code (0 when all passed).
+int tj_test_run(Suite *s);
+// Reads a file given relative to the source tree (or absolute); malloc'd,
+// NUL-terminated; NULL on failure. *len may be NULL.
+char *tj_test_read_file(const char *rel, size_t *len);
+// Absolute path of a file in the source tree (static buffer per call site is
+// not safe: returns malloc'd).
+char *tj_test_path(const char *rel);
+// Largest |got - want| / max(|want|, floor) over n doubles.
+double tj_test_max_rel_err(const double *got, const double *want, size_t n, double floor);
+
+#endif
