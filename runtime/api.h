@@ -11,10 +11,11 @@
 #include "../codegen/codegen.h"
 
 struct tj_ctx {
-  pthread_mutex_t lock;   // guards err and the runtime state added by runtime/ (rt.h)
+  pthread_mutex_t lock;   // guards err (the runtime state has its own lock, RtDevice.mu)
   char *err;              // last error message (malloc'd), "" when none
   int device;             // CUDA device ordinal this context is bound to
-  struct RtDevice *rt;    // driver state; NULL until first GPU use (runtime/cuda.c)
+  struct RtDevice *rt;    // driver and cache state (runtime/rt.h); allocated with the
+                          // context, no driver call until first GPU use
 };
 
 struct tj_kernel {
@@ -27,7 +28,8 @@ struct tj_kernel {
   char *arch;             // "sm_90" when ptx was produced
   int num_warps;
   int shared_bytes;
-  struct RtKernel *rt;    // loaded module/function; NULL until first launch
+  struct RtKernel *rt;    // cache digest and launch variants (runtime/rt.h); set by
+                          // tj_kernel_compile, never NULL on a returned kernel
   char *ptx_annotated;    // malloc'd on first tj_kernel_ptx_annotated (annotate.c)
 };
 

@@ -125,7 +125,7 @@ tj_status rt_ctx_init(tj_ctx *ctx, int device) {
   if (!rt) return TJ_ERR_NO_MEMORY;
   if (pthread_mutex_init(&rt->mu, NULL) != 0) { free(rt); return TJ_ERR_NO_MEMORY; }
   rt->serial = atomic_fetch_add(&next_serial, 1);
-  rt->validate = !env_is_off("TILEJIT_VALIDATE");
+  atomic_init(&rt->validate, !env_is_off("TILEJIT_VALIDATE"));
   rt->cache_on = !env_is_off("TILEJIT_CACHE");
   rt->verbose = getenv("TILEJIT_VERBOSE") && *getenv("TILEJIT_VERBOSE") &&
                 !env_is_off("TILEJIT_VERBOSE");
@@ -274,9 +274,7 @@ int tj_ctx_device(const tj_ctx *ctx) { return ctx ? ctx->device : -1; }
 
 tj_status tj_ctx_set_validate(tj_ctx *ctx, int on) {
   if (!ctx) return TJ_ERR_INVALID_ARG;
-  pthread_mutex_lock(&ctx->rt->mu);
-  ctx->rt->validate = on != 0;
-  pthread_mutex_unlock(&ctx->rt->mu);
+  atomic_store(&ctx->rt->validate, on != 0);
   return TJ_OK;
 }
 

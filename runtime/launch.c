@@ -421,7 +421,7 @@ tj_status tj_kernel_launch(tj_ctx *ctx, tj_kernel *k, const unsigned grid[3], co
   CUcontext saved;
   bool pushed;
   if ((st = rt_ctx_enter(ctx, &saved, &pushed)) != TJ_OK) return st;
-  if (rt->validate) {
+  if (atomic_load_explicit(&rt->validate, memory_order_relaxed)) {
     for (int i = 0; i < nargs; i++) {
       if (!k->func->params[i].ptr) continue;
       if ((st = check_pointer(ctx, k, i, slots[i].u64)) != TJ_OK) {

@@ -58,9 +58,11 @@ struct RtDevice {
   CUcontext pctx;           // the device's primary context, retained
   int cc_major, cc_minor;
   char arch[16];
-  bool validate;            // check pointer arguments on every launch
+  _Atomic bool validate;    // check pointer arguments at launch (read lock-free)
   // cache configuration, fixed at context creation (tj_ctx_set_cache_dir changes dir)
-  char *cache_dir;          // malloc'd; NULL when no directory could be determined
+  char *cache_dir;          // malloc'd; NULL when no directory could be determined.
+                            // Read without the lock: tj_ctx_set_cache_dir must not
+                            // race with compiles on the same context.
   bool cache_on;            // TILEJIT_CACHE != 0
   uint64_t cache_max_bytes; // TILEJIT_CACHE_MAX_MB; 0 = unbounded
   bool verbose;             // TILEJIT_VERBOSE: warnings go to stderr

@@ -247,6 +247,8 @@ typedef struct tj_cache_summary {
 
 // The directory (owned by ctx). TJ_ERR_NOT_FOUND when none can be determined.
 TJ_API tj_status tj_cache_dir(tj_ctx *ctx, const char **out);
+// Overrides the directory for this context; call it before compiling on
+// ctx, not concurrently with compiles or launches on it.
 TJ_API tj_status tj_ctx_set_cache_dir(tj_ctx *ctx, const char *dir);
 // Entries sorted by name; free the array with tj_cache_list_free.
 TJ_API tj_status tj_cache_list(tj_ctx *ctx, tj_cache_entry **out, int *count);
