@@ -56,7 +56,7 @@ def main():
         T = {torch.float16: "f16", torch.bfloat16: "bf16"}[dt]
         block = max(16, 1 << (N - 1).bit_length())
         best = None
-        for nw in (4, 8, 16, 32):
+        for nw in (1, 2, 4, 8, 16):
             if block // (32 * nw) < 1:
                 continue
             k = tj.Kernel(lib, ctx, os.path.join(ROOT, "examples/softmax.tj"), [f"T={T}", f"BLOCK={block}"],
@@ -84,7 +84,7 @@ def main():
         T = {torch.float16: "f16", torch.bfloat16: "bf16"}[dt]
         block = 1 << (N - 1).bit_length()
         best = None
-        for nw in (4, 8, 16, 32):
+        for nw in (1, 2, 4, 8, 16):
             if block // (32 * nw) < 1:
                 continue
             k = tj.Kernel(lib, ctx, os.path.join(ROOT, "examples/layernorm.tj"), [f"T={T}", f"BLOCK={block}"],
