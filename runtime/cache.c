@@ -355,23 +355,18 @@ static int write_full(int fd, const uint8_t *b, size_t n) {
   return 0;
 }
 
-tj_status cache_disk_write(const char *dir, const RtEntry *e, StrBuf *why) {
-  uint8_t *buf = NULL;
-  size_t len = 0;
-  tj_status s = cache_encode(e, &buf, &len);
-  if (s != TJ_OK) { sb_puts(why, "cannot encode entry"); return s; }
+tj_status cache_write_atomic(const char *dir, const char *name, const uint8_t *buf, size_t len,
+                             StrBuf *why) {
   if (mkdir_p(dir) != 0) {
     sb_printf(why, "cannot create %s: %s", dir, strerror(errno));
-    free(buf);
     return TJ_ERR_IO;
   }
-  char hex[65];
-  cache_key_hex(e->key, hex);
+  tj_status s = TJ_OK;
   StrBuf tmp, path;
   sb_init(&tmp);
   sb_init(&path);
-  sb_printf(&tmp, "%s/.%s.tmp.XXXXXX", dir, hex);
-  cache_path(dir, e->key, &path);
+  sb_printf(&tmp, "%s/.%s.tmp.XXXXXX", dir, name);
+  sb_printf(&path, "%s/%s", dir, name);
   if (tmp.failed || path.failed) { s = TJ_ERR_NO_MEMORY; goto out; }
   int fd = mkstemp(tmp.data);
   if (fd < 0) {
@@ -402,6 +397,20 @@ tj_status cache_disk_write(const char *dir, const RtEntry *e, StrBuf *why) {
 out:
   sb_free(&tmp);
   sb_free(&path);
+  return s;
+}
+
+tj_status cache_read_fd(int fd, uint8_t **out, size_t *len, StrBuf *why) { return read_all(fd, out, len, why); }
+
+tj_status cache_disk_write(const char *dir, const RtEntry *e, StrBuf *why) {
+  uint8_t *buf = NULL;
+  size_t len = 0;
+  tj_status s = cache_encode(e, &buf, &len);
+  if (s != TJ_OK) { sb_puts(why, "cannot encode entry"); return s; }
+  char name[65 + sizeof CACHE_EXT];
+  cache_key_hex(e->key, name);
+  memcpy(name + 64, CACHE_EXT, sizeof CACHE_EXT);
+  s = cache_write_atomic(dir, name, buf, len, why);
   free(buf);
   return s;
 }

@@ -50,6 +50,12 @@ static void drv_load(void) {
   }
   RT_DRIVER_FNS(RT_DRIVER_LOAD)
 #undef RT_DRIVER_LOAD
+#define RT_DRIVER_LOAD_OPT(name, ret, args) *(void **)(&drv.name) = dlsym(drv.lib, #name);
+  RT_DRIVER_OPT_FNS(RT_DRIVER_LOAD_OPT)
+#undef RT_DRIVER_LOAD_OPT
+  // CUDA 12.8+ headers may map cuEventElapsedTime to a _v2 entry point; older
+  // drivers only have the plain one. Either has this signature.
+  if (!drv.cuEventElapsedTime) *(void **)(&drv.cuEventElapsedTime) = dlsym(drv.lib, "cuEventElapsedTime_v2");
   CUresult r = drv.cuInit(0);
   if (r != CUDA_SUCCESS) {
     char buf[160];

@@ -26,6 +26,7 @@ typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
 typedef struct CUlinkState_st *CUlinkState;
+typedef struct CUevent_st *CUevent;
 typedef unsigned long long CUdeviceptr;
 
 enum {
@@ -41,6 +42,7 @@ enum {
   CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK = 1,
   CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK = 8,
   CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16,
+  CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE = 38,
   CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING = 41,
   CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75,
   CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76,
@@ -77,6 +79,7 @@ enum { CU_MEMORYTYPE_HOST = 1, CU_MEMORYTYPE_DEVICE = 2, CU_MEMORYTYPE_ARRAY = 3
        CU_MEMORYTYPE_UNIFIED = 4 };
 
 enum { CU_STREAM_NON_BLOCKING = 1 };
+enum { CU_EVENT_DEFAULT = 0 };
 
 // The driver entry points tilejit calls, resolved by rt_driver().
 typedef struct RtDriver {
@@ -125,8 +128,20 @@ typedef struct RtDriver {
   X(cuStreamDestroy_v2, CUresult, (CUstream))                                                 \
   X(cuStreamSynchronize, CUresult, (CUstream))                                                \
   X(cuCtxSynchronize, CUresult, (void))
+// Optional entry points (benchmarking, runtime/timing.c): NULL when the
+// driver lacks them, which disables only the autotuner's timing, never the
+// driver as a whole.
+#define RT_DRIVER_OPT_FNS(X)                                                                  \
+  X(cuEventCreate, CUresult, (CUevent *, unsigned))                                           \
+  X(cuEventRecord, CUresult, (CUevent, CUstream))                                             \
+  X(cuEventSynchronize, CUresult, (CUevent))                                                  \
+  X(cuEventElapsedTime, CUresult, (float *, CUevent, CUevent))                                \
+  X(cuEventDestroy_v2, CUresult, (CUevent))                                                   \
+  X(cuMemsetD8Async, CUresult, (CUdeviceptr, unsigned char, size_t, CUstream))                \
+  X(cuMemcpyDtoDAsync_v2, CUresult, (CUdeviceptr, CUdeviceptr, size_t, CUstream))
 #define RT_DRIVER_FIELD(name, ret, args) ret (*name) args;
   RT_DRIVER_FNS(RT_DRIVER_FIELD)
+  RT_DRIVER_OPT_FNS(RT_DRIVER_FIELD)
 #undef RT_DRIVER_FIELD
 } RtDriver;
 

@@ -165,6 +165,13 @@ tj_status cache_disk_write(const char *dir, const RtEntry *e, StrBuf *why);
 // never the entry named keep. Returns the number removed.
 int cache_disk_evict(const char *dir, uint64_t max_bytes, const uint8_t keep[32]);
 tj_status cache_path(const char *dir, const uint8_t key[32], StrBuf *out);
+// dir/name written atomically: a unique temp file in dir (created if
+// missing), fsync, rename over name, fsync of dir (cache.c top comment).
+// Shared with the autotuner's store (autotune/store.c).
+tj_status cache_write_atomic(const char *dir, const char *name, const uint8_t *buf, size_t len,
+                             StrBuf *why);
+// The whole file behind fd (malloc'd).
+tj_status cache_read_fd(int fd, uint8_t **out, size_t *len, StrBuf *why);
 
 // Context-level: memory first, then disk. TJ_OK with *out (owned by the
 // context's map), or TJ_ERR_NOT_FOUND.
@@ -176,5 +183,25 @@ RtEntry *cache_insert(tj_ctx *ctx, RtEntry *e, bool write_disk);
 // Rewrites e on disk (after a cubin was added).
 void cache_update_disk(tj_ctx *ctx, const RtEntry *e);
 void cache_map_clear(tj_ctx *ctx, bool unload);
+
+//
+// timing.c: benchmarking support for autotune/ (CUDA events, L2 flush)
+//
+typedef struct RtTimer RtTimer;
+// n pairs of events and an L2 flush buffer of max(2 x L2 size, 256 MiB) on
+// ctx's device (needs rt_device_ready). TJ_ERR_UNSUPPORTED when the driver
+// lacks the event API.
+tj_status rt_timer_create(tj_ctx *ctx, int n, RtTimer **out);
+void rt_timer_free(tj_ctx *ctx, RtTimer *t);   // NULL: no-op
+size_t rt_timer_flush_bytes(const RtTimer *t);
+// Enqueues a memset of the whole flush buffer on stream, which evicts
+// everything a timed kernel could find in L2.
+tj_status rt_timer_flush_l2(tj_ctx *ctx, RtTimer *t, void *stream);
+// Records the start (end = false) or end event of pair i on stream.
+tj_status rt_timer_record(tj_ctx *ctx, RtTimer *t, int i, bool end, void *stream);
+// Waits for pair i and returns its time in milliseconds. A failure here is a
+// fault of the timed work (sticky on the context).
+tj_status rt_timer_elapsed(tj_ctx *ctx, RtTimer *t, int i, float *ms);
+tj_status rt_copy_dtod_async(tj_ctx *ctx, void *dst, const void *src, size_t n, void *stream);
 
 #endif

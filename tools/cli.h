@@ -6,5 +6,6 @@
 int cmd_compile(int argc, char **argv);   // tilejit.c
 int cmd_info(int argc, char **argv);      // cmd_runtime.c
 int cmd_cache(int argc, char **argv);     // cmd_runtime.c
+int cmd_tune(int argc, char **argv);      // cmd_tune.c
 
 #endif

@@ -3,6 +3,7 @@
  *   tilejit compile FILE.tj [-D NAME=VALUE]... [--kernel NAME] [--emit WHAT] ...
  *   tilejit info
  *   tilejit cache list|clear
+ *   tilejit tune FILE.tj ... | tilejit tune --list
  *
  * It uses the public API only, like any other user of libtilejit. Exit
  * codes: 0 success, 1 the input had errors or an operation failed, 2 usage.
@@ -22,6 +23,7 @@ static void usage(FILE *out) {
         "  compile FILE.tj   compile a kernel and print a stage (tile IR, LLVM IR, PTX)\n"
         "  info              versions, devices, cache and blocks\n"
         "  cache list|clear  inspect or empty the compile cache\n"
+        "  tune FILE.tj      autotune a kernel over its tunables; tune --list shows stored results\n"
         "\n"
         "options: --help, --version. Run 'tilejit COMMAND --help' for a command's options.\n",
         out);
@@ -229,6 +231,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "compile")) return cmd_compile(argc - 1, argv + 1);
   if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
   if (!strcmp(cmd, "cache")) return cmd_cache(argc - 1, argv + 1);
+  if (!strcmp(cmd, "tune")) return cmd_tune(argc - 1, argv + 1);
   fprintf(stderr, "tilejit: error: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

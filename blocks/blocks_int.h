@@ -1,0 +1,152 @@
+/* blocks_int.h: internal exports of blocks/ (the block library behind
+ * include/tilejit/blocks.h).
+ *
+ * The data path of one call: the entry (softmax.c, norm.c) turns each
+ * DLTensor into a BlkView (tensor.c: validation, rows x K with strides),
+ * checks the views against each other and the device, picks a tile config
+ * (core.c: blk_pick_config, the one place an autotuner would plug in), gets
+ * the compiled specialisation from the handle's cache (blk_kernel) and runs
+ * it on the CPU interpreter or the GPU (blk_run). Nothing is launched until
+ * every check of the call has passed.
+ */
+#ifndef TJ_BLOCKS_INT_H
+#define TJ_BLOCKS_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tilejit/blocks.h"
+
+// The .tj sources, embedded at build time (blocks.cmake -> blocks_sources.c).
+extern const char blk_src_softmax[];
+extern const size_t blk_src_softmax_len;
+extern const char blk_src_layernorm[];
+extern const size_t blk_src_layernorm_len;
+
+typedef struct BlkKernel {
+  char *key;          // "file|kernel|defines|nw|gpu"
+  tj_kernel *k;
+} BlkKernel;
+
+struct tj_blocks {
+  tj_ctx *ctx;
+  pthread_mutex_t mu;     // guards everything below
+  BlkKernel *kernels;
+  int nkernels, cap;
+  int sm_count;           // 0 until queried
+  void *scratch;          // device scratch for the norm backward pass
+  size_t scratch_bytes;
+  void *user_ws;          // tj_norm_bwd_workspace
+  size_t user_ws_bytes;
+  int64_t reg_limit;      // largest row kept in registers (elements); tests lower it
+};
+
+// ---------------------------------------------------------------- tensor.c
+
+enum { BLK_F16 = 1u << 0, BLK_BF16 = 1u << 1, BLK_F32 = 1u << 2, BLK_FLOATS = 7u };
+
+// A tensor seen as M rows of K elements: row r starts at
+// (r / seq) * s_b + (r % seq) * s_r elements from data.
+typedef struct BlkView {
+  const char *name;
+  const DLTensor *t;
+  void *data;           // t->data + byte_offset (NULL when empty)
+  tj_dtype dtype;
+  int esize;
+  int64_t M, K, seq, s_b, s_r;
+  size_t nbytes;        // bytes spanned from data (interpreter bounds checks)
+  bool empty;
+} BlkView;
+
+// Validates t (non-NULL, dtype in `allowed`, shape, strides: unit stride on
+// the last dim, rows that do not overlap, leading dims that flatten) and
+// fills v. op names the block in messages ("softmax").
+tj_status blk_view(tj_blocks *b, const char *op, const char *name, const DLTensor *t,
+                   unsigned allowed, BlkView *v);
+// a must have ref's shape / dtype.
+tj_status blk_same_shape(tj_blocks *b, const BlkView *a, const BlkView *ref);
+tj_status blk_same_dtype(tj_blocks *b, const BlkView *a, const BlkView *ref);
+// Whether v's rows are evenly spaced; *rs gets the spacing.
+bool blk_uniform_rows(const BlkView *v, int64_t *rs);
+// Checks that all non-NULL views live on one device that b can run on;
+// *gpu tells which path. GPU: the device must be ctx's and every non-empty
+// pointer device or managed memory.
+tj_status blk_device(tj_blocks *b, const char *op, BlkView *const *v, int n, bool *gpu);
+// "[4, 128]"
+void blk_shape_str(const DLTensor *t, char *buf, size_t n);
+const char *blk_dtype_str(const DLTensor *t, char *buf, size_t n);
+
+// ---------------------------------------------------------------- core.c
+
+typedef enum BlkOp {
+  BLK_SOFTMAX_FWD, BLK_SOFTMAX_BWD, BLK_NORM_FWD, BLK_NORM_BWD,
+} BlkOp;
+
+typedef struct BlkConfig {
+  bool looped;      // row too long for registers: the online kernel
+  int block;        // columns per tile (power of two)
+  int rows;         // rows per program (power of two)
+  int num_warps;
+} BlkConfig;
+
+// The tile config for op on an M x K problem. rows_cap bounds rows (a power
+// of two >= 1); gpu tells the target (the interpreter wants small programs).
+BlkConfig blk_pick_config(const tj_blocks *b, BlkOp op, tj_dtype dt, int64_t M, int64_t K,
+                          int64_t rows_cap, bool gpu);
+int64_t blk_pow2_ceil(int64_t x);
+int64_t blk_pow2_floor(int64_t x);
+
+// The compiled specialisation of kernel `name` of source `src` (a
+// blk_src_* text, `file` its name in messages) for defines / num_warps, for
+// the GPU or the interpreter; compiled on first use and kept by b.
+tj_status blk_kernel(tj_blocks *b, const char *file, const char *src, size_t srclen,
+                     const char *name, const char *const *defines, int ndefines, int num_warps,
+                     bool gpu, tj_kernel **out);
+tj_status blk_run(tj_blocks *b, tj_kernel *k, bool gpu, unsigned grid, const tj_arg *args,
+                  int nargs, void *stream);
+// TJ_OK when p is CUDA device or managed memory of ctx's device.
+tj_status blk_check_device_ptr(tj_blocks *b, const char *op, const char *name, const void *p);
+// Multiprocessor count of ctx's device (cached); 1 on error.
+int blk_sm_count(tj_blocks *b);
+// f32 scratch for the norm backward pass: the user workspace, else the
+// handle's (grown). Host memory (malloc'd, caller frees) when !gpu.
+tj_status blk_scratch(tj_blocks *b, bool gpu, size_t bytes, void **out, bool *owned);
+tj_status blk_error(tj_blocks *b, tj_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+const char *blk_dt(tj_dtype d);   // "f16"
+
+typedef struct BlkDefs {
+  char buf[12][32];
+  const char *p[12];
+  int n;
+} BlkDefs;
+
+void blk_def(BlkDefs *d, const char *name, const char *value);   // "NAME=value"
+void blk_def_int(BlkDefs *d, const char *name, int v);
+
+// The row addressing shared by all tensors of a call: either one sequence
+// with uniform strides, or the natural (seq, s_b, s_r) of each view.
+typedef struct BlkRows {
+  int64_t seq;
+  int64_t rows_cap;      // rows per program may not exceed it
+  bool flat;            // one sequence: seq = M, s_b = 0
+} BlkRows;
+
+BlkRows blk_plan_rows(BlkView *const *v, int n, bool need_seq);
+// s_b, s_r of v under plan r.
+void blk_row_strides(const BlkRows *r, const BlkView *v, int64_t *sb, int64_t *sr);
+static inline tj_arg blk_ptr_arg(const BlkView *v) { return tj_arg_ptr(v->data, v->nbytes); }
+
+// Test hook: rows longer than `elems` use the looped kernels (0: default).
+void blk_set_reg_limit(tj_blocks *b, int64_t elems);
+
+// ---------------------------------------------------------------- norm.c
+
+// Rows-per-program count of the backward pass (G) for x's shape and the
+// resulting scratch size; shared with tj_norm_bwd_workspace_size.
+tj_status blk_norm_bwd_plan(tj_blocks *b, const BlkView *x, bool gpu, BlkConfig *cfg, int *G,
+                            size_t *scratch_bytes);
+
+#endif

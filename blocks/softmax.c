@@ -1,0 +1,134 @@
+/* softmax.c: tj_softmax_fwd / tj_softmax_bwd over blocks/softmax.tj.
+ *
+ * requires: DLTensors from the caller; produces: validated launches of the
+ * register kernel (several short rows per program) or, for rows longer
+ * than the register limit, of the looped online kernel.
+ *
+ * Rows are passed to the kernels as (seq, s_b, s_r) per tensor (see
+ * softmax.tj). When neither the causal nor the additive mask needs the
+ * position within the sequence and every tensor's rows are evenly spaced,
+ * the whole tensor is one sequence (seq = M): the row packing is then free
+ * to take any number of rows. Otherwise a program's rows may cross at most
+ * one sequence boundary, so rows per program is capped by seq.
+ */
+#include "blocks_int.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SM_FILE "blocks/softmax.tj"
+
+tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_softmax_opts *opts,
+                         void *stream) {
+  if (!b) return TJ_ERR_INVALID_ARG;
+  const char *op = opts && opts->log ? "log_softmax" : "softmax";
+  tj_softmax_opts none;
+  memset(&none, 0, sizeof none);
+  const tj_softmax_opts *o = opts ? opts : &none;
+  BlkView vx, vy, vm;
+  tj_status st;
+  if ((st = blk_view(b, op, "x", x, BLK_FLOATS, &vx)) != TJ_OK) return st;
+  if ((st = blk_view(b, op, "y", y, BLK_FLOATS, &vy)) != TJ_OK) return st;
+  if ((st = blk_same_shape(b, &vy, &vx)) != TJ_OK) return st;
+  if ((st = blk_same_dtype(b, &vy, &vx)) != TJ_OK) return st;
+  bool has_mask = o->mask != NULL;
+  memset(&vm, 0, sizeof vm);
+  if (has_mask) {
+    if ((st = blk_view(b, op, "mask", o->mask, BLK_FLOATS, &vm)) != TJ_OK) return st;
+    const DLTensor *m = o->mask;
+    // [seq, K] (one mask row per position in the sequence) or a single row
+    // [K] / [1, K] added to every row.
+    bool ok = vm.K == vx.K && m->ndim <= (x->ndim > 2 ? x->ndim : 2) &&
+              (vm.M == 1 || (vm.M == vx.seq && m->shape[m->ndim - 2] == vx.seq));
+    if (!ok) {
+      char sm[128], sx[128];
+      blk_shape_str(m, sm, sizeof sm);
+      blk_shape_str(x, sx, sizeof sx);
+      return blk_error(b, TJ_ERR_INVALID_ARG,
+                       "mask shape %s does not broadcast over x shape %s: it must be [%" PRId64 ", %" PRId64
+                       "] or [%" PRId64 "] (leading dims of size 1 allowed)", sm, sx, vx.seq, vx.K, vx.K);
+    }
+  }
+  BlkView *all[3] = { &vx, &vy, has_mask ? &vm : NULL };
+  bool gpu;
+  if ((st = blk_device(b, op, all, 3, &gpu)) != TJ_OK) return st;
+  if (vx.empty) return TJ_OK;
+
+  BlkView *rv[2] = { &vx, &vy };
+  bool mask_rows = has_mask && vm.M > 1;
+  BlkRows r = blk_plan_rows(rv, 2, o->causal || mask_rows);
+  if (gpu) blk_sm_count(b);
+  BlkConfig c = blk_pick_config(b, BLK_SOFTMAX_FWD, vx.dtype, vx.M, vx.K, r.rows_cap, gpu);
+  BlkDefs d = { .n = 0 };
+  blk_def(&d, "T", blk_dt(vx.dtype));
+  blk_def(&d, "MT", blk_dt(has_mask ? vm.dtype : vx.dtype));
+  blk_def_int(&d, "BLOCK", c.block);
+  if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
+  blk_def(&d, "LOG", o->log ? "true" : "false");
+  blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
+  blk_def(&d, "HAS_MASK", has_mask ? "true" : "false");
+  tj_kernel *k;
+  st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len,
+                  c.looped ? "softmax_fwd_online" : "softmax_fwd", d.p, d.n, c.num_warps, gpu, &k);
+  if (st != TJ_OK) return st;
+  int64_t sxb, sxr, syb, syr;
+  blk_row_strides(&r, &vx, &sxb, &sxr);
+  blk_row_strides(&r, &vy, &syb, &syr);
+  tj_arg a[11] = {
+    blk_ptr_arg(&vy), blk_ptr_arg(&vx), has_mask ? blk_ptr_arg(&vm) : tj_arg_ptr(NULL, 0),
+    tj_arg_int(vx.M), tj_arg_int(vx.K), tj_arg_int(r.seq),
+    tj_arg_int(sxb), tj_arg_int(sxr), tj_arg_int(syb), tj_arg_int(syr),
+    tj_arg_int(mask_rows ? vm.s_r : 0),
+  };
+  unsigned grid = (unsigned)(c.looped ? vx.M : (vx.M + c.rows - 1) / c.rows);
+  return blk_run(b, k, gpu, grid, a, 11, stream);
+}
+
+tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DLTensor *dx,
+                         const tj_softmax_opts *opts, void *stream) {
+  if (!b) return TJ_ERR_INVALID_ARG;
+  const char *op = opts && opts->log ? "log_softmax_bwd" : "softmax_bwd";
+  tj_softmax_opts none;
+  memset(&none, 0, sizeof none);
+  const tj_softmax_opts *o = opts ? opts : &none;
+  BlkView vy, vg, vd;
+  tj_status st;
+  if ((st = blk_view(b, op, "y", y, BLK_FLOATS, &vy)) != TJ_OK) return st;
+  if ((st = blk_view(b, op, "dy", dy, BLK_FLOATS, &vg)) != TJ_OK) return st;
+  if ((st = blk_view(b, op, "dx", dx, BLK_FLOATS, &vd)) != TJ_OK) return st;
+  if ((st = blk_same_shape(b, &vg, &vy)) != TJ_OK) return st;
+  if ((st = blk_same_shape(b, &vd, &vy)) != TJ_OK) return st;
+  if ((st = blk_same_dtype(b, &vg, &vy)) != TJ_OK) return st;
+  if ((st = blk_same_dtype(b, &vd, &vy)) != TJ_OK) return st;
+  BlkView *all[3] = { &vy, &vg, &vd };
+  bool gpu;
+  if ((st = blk_device(b, op, all, 3, &gpu)) != TJ_OK) return st;
+  if (vy.empty) return TJ_OK;
+
+  BlkRows r = blk_plan_rows(all, 3, o->causal);
+  if (gpu) blk_sm_count(b);
+  BlkConfig c = blk_pick_config(b, BLK_SOFTMAX_BWD, vy.dtype, vy.M, vy.K, r.rows_cap, gpu);
+  BlkDefs d = { .n = 0 };
+  blk_def(&d, "T", blk_dt(vy.dtype));
+  blk_def_int(&d, "BLOCK", c.block);
+  if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
+  blk_def(&d, "LOG", o->log ? "true" : "false");
+  blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
+  tj_kernel *k;
+  st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len,
+                  c.looped ? "softmax_bwd_online" : "softmax_bwd", d.p, d.n, c.num_warps, gpu, &k);
+  if (st != TJ_OK) return st;
+  int64_t s[6];
+  blk_row_strides(&r, &vy, &s[0], &s[1]);
+  blk_row_strides(&r, &vg, &s[2], &s[3]);
+  blk_row_strides(&r, &vd, &s[4], &s[5]);
+  tj_arg a[12] = {
+    blk_ptr_arg(&vd), blk_ptr_arg(&vy), blk_ptr_arg(&vg),
+    tj_arg_int(vy.M), tj_arg_int(vy.K), tj_arg_int(r.seq),
+    tj_arg_int(s[0]), tj_arg_int(s[1]), tj_arg_int(s[2]), tj_arg_int(s[3]), tj_arg_int(s[4]),
+    tj_arg_int(s[5]),
+  };
+  unsigned grid = (unsigned)(c.looped ? vy.M : (vy.M + c.rows - 1) / c.rows);
+  return blk_run(b, k, gpu, grid, a, 12, stream);
+}

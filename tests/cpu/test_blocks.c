@@ -1,0 +1,512 @@
+/* test_blocks.c: the block library (blocks/) through the interpreter.
+ *
+ * Every block and variant runs on kDLCPU tensors, so through
+ * tj_kernel_interpret with bounds-checked buffers, and is compared with the
+ * double-precision references of blocks_ref.h at the tolerance of ref_tol
+ * (f32 2e-5, f16 2e-3, bf16 1.6e-2, relative with a floor at 5% of the
+ * tensor's largest value). Shapes are small (the interpreter is slow): K =
+ * 1, 3, 1000; M = 1; rows with stride > K; batch-strided views. The looped
+ * (online) softmax kernels are reached by lowering the register limit.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blocks/blocks_int.h"
+#include "blocks_ref.h"
+#include "testutil.h"
+
+static tj_ctx *ctx;
+static tj_blocks *blk;
+
+static void setup(void) {
+  ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);
+  ck_assert_int_eq(tj_blocks_create(ctx, &blk), TJ_OK);
+}
+
+static void teardown(void) {
+  tj_blocks_free(blk);
+  tj_ctx_free(ctx);
+}
+
+static const tj_dtype dtypes[] = { TJ_F32, TJ_F16, TJ_BF16 };
+
+#define OK(call)                                                                     \
+  do {                                                                               \
+    tj_status st_ = (call);                                                          \
+    ck_assert_msg(st_ == TJ_OK, "%s -> %s: %s", #call, tj_status_str(st_), tj_ctx_last_error(ctx)); \
+  } while (0)
+
+static void check_close_scaled(const HostT *got, const double *want, int64_t m, int64_t k, tj_dtype dt,
+                               const char *what, double scale_min) {
+  double e = ref_err_scaled(got, want, m, k, scale_min);
+  ck_assert_msg(e <= ref_tol(dt), "%s (%s, %lld x %lld): error %g > %g", what, tj_dtype_name(dt),
+                (long long)m, (long long)k, e, ref_tol(dt));
+}
+
+static void check_close(const HostT *got, const double *want, int64_t m, int64_t k, tj_dtype dt,
+                        const char *what) {
+  check_close_scaled(got, want, m, k, dt, what, 0.0);
+}
+
+static void norm_case(tj_dtype dt, int rms, int64_t M, int64_t K, int64_t pad, int has_w, int has_b);
+
+// ---------------------------------------------------------------- softmax
+
+// x of shape [B, S, K] (rows padded to K + pad), y compact; every variant.
+static void softmax_case(tj_dtype dt, int64_t B, int64_t S, int64_t K, int64_t pad, int log_, int causal,
+                         int with_mask) {
+  HostT x, y, mask;
+  int64_t shape[3] = { B, S, K };
+  int64_t xs[3] = { S * (K + pad), K + pad, 1 };
+  host_init(&x, dt, 3, shape, xs);
+  host_init(&y, dt, 3, shape, NULL);
+  host_fill(&x, 17 + (uint64_t)K, -4.0, 4.0);
+  int64_t mshape[2] = { S, K };
+  if (with_mask) {
+    host_init(&mask, TJ_F32, 2, mshape, NULL);
+    host_fill(&mask, 5, -2.0, 2.0);
+  }
+  tj_softmax_opts o = { .log = log_, .causal = causal, .mask = with_mask ? &mask.t : NULL };
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, &o, NULL));
+  double *want = malloc(sizeof(double) * (size_t)(B * S * K));
+  ref_softmax(&x, with_mask ? &mask : NULL, log_, causal, want);
+  char what[96];
+  snprintf(what, sizeof what, "softmax log=%d causal=%d mask=%d pad=%lld", log_, causal, with_mask,
+           (long long)pad);
+  check_close(&y, want, B * S, K, dt, what);
+
+  // Backward from the kernel's own y.
+  HostT dy, dx;
+  host_init(&dy, dt, 3, shape, NULL);
+  host_init(&dx, dt, 3, shape, xs);
+  host_fill(&dy, 99, -1.0, 1.0);
+  OK(tj_softmax_bwd(blk, &y.t, &dy.t, &dx.t, &o, NULL));
+  ref_softmax_bwd(&y, &dy, log_, causal, want);
+  snprintf(what, sizeof what, "softmax_bwd log=%d causal=%d", log_, causal);
+  check_close(&dx, want, B * S, K, dt, what);
+  free(want);
+  host_free(&x);
+  host_free(&y);
+  host_free(&dy);
+  host_free(&dx);
+  if (with_mask) host_free(&mask);
+}
+
+START_TEST(softmax_register_kernel) {
+  static const int64_t ks[] = { 1, 3, 1000 };
+  for (int d = 0; d < 3; d++)
+    for (int i = 0; i < 3; i++) {
+      softmax_case(dtypes[d], 2, 3, ks[i], 0, 0, 0, 0);
+      softmax_case(dtypes[d], 2, 3, ks[i], 5, 1, 0, 0);
+      softmax_case(dtypes[d], 2, 3, ks[i], 0, 0, 1, 0);
+      softmax_case(dtypes[d], 1, 3, ks[i], 3, 0, 0, 1);
+      softmax_case(dtypes[d], 2, 3, ks[i], 0, 1, 1, 1);
+    }
+}
+END_TEST
+
+START_TEST(softmax_looped_kernel) {
+  blk_set_reg_limit(blk, 64);   // rows of more than 64 use the online kernels (chunks of 64)
+  for (int d = 0; d < 3; d++) {
+    softmax_case(dtypes[d], 1, 2, 1000, 0, 0, 0, 0);
+    softmax_case(dtypes[d], 1, 2, 1000, 7, 1, 0, 0);
+    softmax_case(dtypes[d], 2, 3, 200, 0, 0, 1, 1);
+    softmax_case(dtypes[d], 1, 3, 130, 0, 1, 1, 0);
+  }
+  bool fwd = false, bwd = false;
+  for (int i = 0; i < blk->nkernels; i++) {
+    fwd |= strstr(blk->kernels[i].key, "|softmax_fwd_online|") != NULL;
+    bwd |= strstr(blk->kernels[i].key, "|softmax_bwd_online|") != NULL;
+  }
+  ck_assert(fwd && bwd);
+}
+END_TEST
+
+// The long rows of the GPU list, a few rows each: 4096 and 12289 in
+// registers (tiles of 4096 and 16384), and 12289 through the looped kernels.
+START_TEST(softmax_long_rows) {
+  softmax_case(TJ_F16, 1, 2, 4096, 0, 0, 0, 0);
+  softmax_case(TJ_BF16, 1, 2, 12289, 3, 1, 1, 0);
+  norm_case(TJ_F16, 0, 2, 4096, 0, 1, 1);
+  norm_case(TJ_BF16, 0, 2, 12289, 0, 1, 1);
+  norm_case(TJ_F32, 1, 2, 12289, 0, 1, 0);
+  blk_set_reg_limit(blk, 4096);
+  softmax_case(TJ_F32, 1, 2, 12289, 0, 0, 1, 1);
+}
+END_TEST
+
+// One row: x of shape [K] (1-D) and [1, K].
+START_TEST(softmax_single_row) {
+  for (int d = 0; d < 3; d++) {
+    HostT x, y;
+    int64_t shape[1] = { 1000 };
+    host_init(&x, dtypes[d], 1, shape, NULL);
+    host_init(&y, dtypes[d], 1, shape, NULL);
+    host_fill(&x, 3, -8.0, 8.0);
+    OK(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL));
+    double want[1000];
+    ref_softmax(&x, NULL, 0, 0, want);
+    check_close(&y, want, 1, 1000, dtypes[d], "softmax [1000]");
+    host_free(&x);
+    host_free(&y);
+    softmax_case(dtypes[d], 1, 1, 1000, 0, 1, 0, 0);
+  }
+}
+END_TEST
+
+// Rows of a batch that do not flatten to one stride: [2, 3, K] with padded
+// rows and a batch gap, so row packing must wrap into the next batch
+// (rows per program capped at seq) and the causal index restart.
+START_TEST(softmax_batch_strided_view) {
+  for (int d = 0; d < 3; d++) {
+    int64_t K = 40;
+    HostT x, y;
+    int64_t shape[3] = { 3, 5, K }, xs[3] = { 5 * (K + 3) + 11, K + 3, 1 }, ys[3] = { 5 * K + 7, K, 1 };
+    host_init(&x, dtypes[d], 3, shape, xs);
+    host_init(&y, dtypes[d], 3, shape, ys);
+    host_fill(&x, 8, -3.0, 3.0);
+    for (int causal = 0; causal < 2; causal++) {
+      tj_softmax_opts o = { .causal = causal };
+      OK(tj_softmax_fwd(blk, &x.t, &y.t, &o, NULL));
+      double want[3 * 5 * 40];
+      ref_softmax(&x, NULL, 0, causal, want);
+      check_close(&y, want, 15, K, dtypes[d], "softmax batch-strided");
+    }
+    host_free(&x);
+    host_free(&y);
+  }
+}
+END_TEST
+
+START_TEST(softmax_in_place_and_row_mask) {
+  HostT x, mask;
+  int64_t shape[2] = { 6, 100 }, mshape[1] = { 100 };
+  host_init(&x, TJ_F16, 2, shape, NULL);
+  host_init(&mask, TJ_F16, 1, mshape, NULL);
+  host_fill(&x, 4, -2.0, 2.0);
+  host_fill(&mask, 6, -1.0, 1.0);
+  double want[600];
+  ref_softmax(&x, &mask, 0, 0, want);
+  tj_softmax_opts o = { .mask = &mask.t };
+  OK(tj_softmax_fwd(blk, &x.t, &x.t, &o, NULL));
+  check_close(&x, want, 6, 100, TJ_F16, "softmax in place, [K] mask");
+  host_free(&x);
+  host_free(&mask);
+}
+END_TEST
+
+// ---------------------------------------------------------------- norms
+
+static void norm_case(tj_dtype dt, int rms, int64_t M, int64_t K, int64_t pad, int has_w, int has_b) {
+  HostT x, y, w, b, mean, rstd;
+  int64_t shape[2] = { M, K }, xs[2] = { K + pad, 1 }, kshape[1] = { K }, mshape[1] = { M };
+  host_init(&x, dt, 2, shape, xs);
+  host_init(&y, dt, 2, shape, NULL);
+  host_init(&w, dt, 1, kshape, NULL);
+  host_init(&b, dt, 1, kshape, NULL);
+  host_init(&mean, TJ_F32, 1, mshape, NULL);
+  host_init(&rstd, TJ_F32, 1, mshape, NULL);
+  host_fill(&x, 21 + (uint64_t)K, -2.0, 3.0);
+  host_fill(&w, 22, 0.5, 1.5);
+  host_fill(&b, 23, -0.5, 0.5);
+  const DLTensor *wt = has_w ? &w.t : NULL, *bt = has_b ? &b.t : NULL;
+  double eps = 1e-5;
+  if (rms) OK(tj_rmsnorm_fwd(blk, &x.t, wt, eps, &y.t, &rstd.t, NULL));
+  else OK(tj_layernorm_fwd(blk, &x.t, wt, bt, eps, &y.t, &mean.t, &rstd.t, NULL));
+  double *want = malloc(sizeof(double) * (size_t)(M * K));
+  double *wm = malloc(sizeof(double) * (size_t)M), *wr = malloc(sizeof(double) * (size_t)M);
+  ref_norm(&x, has_w ? &w : NULL, (has_b && !rms) ? &b : NULL, eps, rms, want, wm, wr);
+  char what[96];
+  snprintf(what, sizeof what, "%s w=%d b=%d pad=%lld", rms ? "rmsnorm" : "layernorm", has_w, has_b,
+           (long long)pad);
+  check_close(&y, want, M, K, dt, what);
+  for (int64_t r = 0; r < M; r++) {
+    double gr = host_get_at(&rstd, r);
+    ck_assert_msg(fabs(gr - wr[r]) <= 1e-4 * wr[r], "rstd[%lld] = %g, want %g", (long long)r, gr, wr[r]);
+    if (!rms) {
+      double gm = host_get_at(&mean, r);
+      ck_assert_msg(fabs(gm - wm[r]) <= 1e-5 * (fabs(wm[r]) + 1.0), "mean[%lld] = %g, want %g",
+                    (long long)r, gm, wm[r]);
+    }
+  }
+
+  // Backward, against the reference from the saved statistics.
+  HostT dy, dx, dw, db;
+  host_init(&dy, dt, 2, shape, NULL);
+  host_init(&dx, dt, 2, shape, xs);
+  host_init(&dw, dt, 1, kshape, NULL);
+  host_init(&db, dt, 1, kshape, NULL);
+  host_fill(&dy, 31, -1.0, 1.0);
+  if (rms) OK(tj_rmsnorm_bwd(blk, &dy.t, &x.t, wt, &rstd.t, &dx.t, &dw.t, NULL));
+  else OK(tj_layernorm_bwd(blk, &dy.t, &x.t, wt, &mean.t, &rstd.t, &dx.t, &dw.t, &db.t, NULL));
+  double *wdx = malloc(sizeof(double) * (size_t)(M * K));
+  double *wdw = malloc(sizeof(double) * (size_t)K), *wdb = malloc(sizeof(double) * (size_t)K);
+  ref_norm_bwd(&x, &dy, has_w ? &w : NULL, (const float *)mean.buf, (const float *)rstd.buf, rms, wdx, wdw,
+               wdb);
+  snprintf(what, sizeof what, "%s_bwd dx w=%d", rms ? "rmsnorm" : "layernorm", has_w);
+  check_close_scaled(&dx, wdx, M, K, dt, what,
+                     ref_norm_bwd_scale(&dy, has_w ? &w : NULL, (const float *)rstd.buf));
+  check_close(&dw, wdw, 1, K, dt, "dw");
+  if (!rms) check_close(&db, wdb, 1, K, dt, "db");
+
+  // Deterministic: a second run gives the same bits.
+  HostT dx2, dw2, db2;
+  host_init(&dx2, dt, 2, shape, xs);
+  host_init(&dw2, dt, 1, kshape, NULL);
+  host_init(&db2, dt, 1, kshape, NULL);
+  if (rms) OK(tj_rmsnorm_bwd(blk, &dy.t, &x.t, wt, &rstd.t, &dx2.t, &dw2.t, NULL));
+  else OK(tj_layernorm_bwd(blk, &dy.t, &x.t, wt, &mean.t, &rstd.t, &dx2.t, &dw2.t, &db2.t, NULL));
+  ck_assert(memcmp(dx.buf, dx2.buf, dx.nbytes) == 0);
+  ck_assert(memcmp(dw.buf, dw2.buf, dw.nbytes) == 0);
+  ck_assert(memcmp(db.buf, db2.buf, db.nbytes) == 0);
+
+  HostT *all[] = { &x, &y, &w, &b, &mean, &rstd, &dy, &dx, &dw, &db, &dx2, &dw2, &db2 };
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_free(all[i]);
+  free(want);
+  free(wm);
+  free(wr);
+  free(wdx);
+  free(wdw);
+  free(wdb);
+}
+
+START_TEST(layernorm_fwd_bwd) {
+  static const int64_t ks[] = { 1, 3, 1000 };
+  for (int d = 0; d < 3; d++)
+    for (int i = 0; i < 3; i++) {
+      norm_case(dtypes[d], 0, 7, ks[i], 0, 1, 1);
+      norm_case(dtypes[d], 0, 5, ks[i], 4, 0, 0);
+      norm_case(dtypes[d], 0, 1, ks[i], 0, 1, 0);
+    }
+}
+END_TEST
+
+START_TEST(rmsnorm_fwd_bwd) {
+  static const int64_t ks[] = { 1, 3, 1000 };
+  for (int d = 0; d < 3; d++)
+    for (int i = 0; i < 3; i++) {
+      norm_case(dtypes[d], 1, 6, ks[i], 0, 1, 0);
+      norm_case(dtypes[d], 1, 1, ks[i], 2, 0, 0);
+    }
+}
+END_TEST
+
+// ---------------------------------------------------------------- edges and errors
+
+START_TEST(empty_is_noop) {
+  HostT x, y;
+  int64_t shape[2] = { 0, 128 };
+  host_init(&x, TJ_F16, 2, shape, NULL);
+  host_init(&y, TJ_F16, 2, shape, NULL);
+  x.t.data = NULL;
+  y.t.data = NULL;
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL));
+  OK(tj_softmax_bwd(blk, &x.t, &x.t, &y.t, NULL, NULL));
+  ck_assert_int_eq(tj_blocks_num_kernels(blk), 0);
+  host_free(&x);
+  host_free(&y);
+}
+END_TEST
+
+// Each bad call fails with the status and message, and writes nothing.
+static void expect_error(tj_status got, tj_status want, const char *msg) {
+  ck_assert_msg(got == want, "status %s, want %s (%s)", tj_status_str(got), tj_status_str(want),
+                tj_ctx_last_error(ctx));
+  ck_assert_msg(strstr(tj_ctx_last_error(ctx), msg) != NULL, "message '%s' lacks '%s'",
+                tj_ctx_last_error(ctx), msg);
+}
+
+START_TEST(bad_inputs) {
+  HostT x, y, y2, x64, m;
+  int64_t shape[2] = { 4, 128 }, shape2[2] = { 4, 100 }, ovl[2] = { 64, 1 }, mshape[2] = { 3, 128 };
+  host_init(&x, TJ_F16, 2, shape, NULL);
+  host_init(&y, TJ_F16, 2, shape, NULL);
+  host_init(&y2, TJ_F16, 2, shape2, NULL);
+  host_init(&x64, TJ_F64, 2, shape, NULL);
+  host_init(&m, TJ_F16, 2, mshape, NULL);
+  host_fill(&x, 1, -1, 1);
+  unsigned char sentinel[4 * 128 * 2];
+  memcpy(sentinel, y.buf, sizeof sentinel);
+
+  expect_error(tj_softmax_fwd(blk, &x64.t, &y.t, NULL, NULL), TJ_ERR_INVALID_ARG,
+               "x has dtype f64; softmax supports f16, bf16, f32");
+  expect_error(tj_softmax_fwd(blk, &x.t, &y2.t, NULL, NULL), TJ_ERR_INVALID_ARG,
+               "y shape [4, 100] differs from x shape [4, 128]");
+  HostT xo;
+  host_init(&xo, TJ_F16, 2, shape, ovl);
+  expect_error(tj_softmax_fwd(blk, &xo.t, &y.t, NULL, NULL), TJ_ERR_INVALID_ARG,
+               "x rows overlap: stride[0] = 64 < K = 128");
+  HostT y32;
+  host_init(&y32, TJ_F32, 2, shape, NULL);
+  expect_error(tj_softmax_fwd(blk, &x.t, &y32.t, NULL, NULL), TJ_ERR_INVALID_ARG,
+               "y has dtype f32 but x has f16");
+  void *keep = x.t.data;
+  x.t.data = NULL;
+  expect_error(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL), TJ_ERR_INVALID_ARG, "softmax: x has NULL data");
+  x.t.data = keep;
+  expect_error(tj_softmax_fwd(blk, NULL, &y.t, NULL, NULL), TJ_ERR_INVALID_ARG, "softmax: x is NULL");
+  tj_softmax_opts o = { .mask = &m.t };
+  expect_error(tj_softmax_fwd(blk, &x.t, &y.t, &o, NULL), TJ_ERR_INVALID_ARG,
+               "mask shape [3, 128] does not broadcast over x shape [4, 128]");
+  int64_t cs[2] = { 256, 2 };
+  HostT xc;
+  host_init(&xc, TJ_F16, 2, shape, cs);
+  expect_error(tj_softmax_fwd(blk, &xc.t, &y.t, NULL, NULL), TJ_ERR_UNSUPPORTED,
+               "x has stride[1] = 2 along the reduced dimension");
+  y.t.device.device_type = kDLCUDA;
+  expect_error(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL), TJ_ERR_INVALID_ARG,
+               "y is on kDLCUDA:0 but x is on kDLCPU:0");
+  y.t.device.device_type = kDLCPU;
+  x.t.device.device_type = kDLOpenCL;
+  y.t.device.device_type = kDLOpenCL;
+  expect_error(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL), TJ_ERR_UNSUPPORTED,
+               "x is on kDLOpenCL (4); blocks run on kDLCPU and kDLCUDA");
+  x.t.device.device_type = kDLCPU;
+  y.t.device.device_type = kDLCPU;
+  // A host pointer claimed as CUDA memory: without a GPU the device check
+  // itself fails; with one the pointer check does. Either way nothing runs.
+  x.t.device.device_type = kDLCUDA;
+  y.t.device.device_type = kDLCUDA;
+  tj_status st = tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL);
+  ck_assert_msg(st == TJ_ERR_NO_DEVICE || st == TJ_ERR_INVALID_ARG, "host pointer as CUDA: %s",
+                tj_status_str(st));
+  x.t.device.device_type = kDLCPU;
+  y.t.device.device_type = kDLCPU;
+
+  // Norms.
+  HostT w, mean, rstd, mean16;
+  int64_t wshape[1] = { 100 }, mshape1[1] = { 4 };
+  host_init(&w, TJ_F16, 1, wshape, NULL);
+  host_init(&mean, TJ_F32, 1, mshape1, NULL);
+  host_init(&rstd, TJ_F32, 1, mshape1, NULL);
+  host_init(&mean16, TJ_F16, 1, mshape1, NULL);
+  expect_error(tj_layernorm_fwd(blk, &x.t, &w.t, NULL, 1e-5, &y.t, &mean.t, &rstd.t, NULL),
+               TJ_ERR_INVALID_ARG, "w shape [100] differs from [K] = [128]");
+  expect_error(tj_layernorm_fwd(blk, &x.t, NULL, NULL, 1e-5, &y.t, &mean16.t, &rstd.t, NULL),
+               TJ_ERR_INVALID_ARG, "mean has dtype f16; layernorm supports f32");
+  expect_error(tj_layernorm_fwd(blk, &x.t, NULL, NULL, -1.0, &y.t, &mean.t, &rstd.t, NULL),
+               TJ_ERR_INVALID_ARG, "layernorm: eps must be >= 0, got -1");
+  expect_error(tj_rmsnorm_fwd(blk, &x.t, NULL, 1e-5, &y.t, NULL, NULL), TJ_ERR_INVALID_ARG,
+               "rmsnorm: rstd is NULL");
+  expect_error(tj_layernorm_bwd(blk, &y2.t, &x.t, NULL, &mean.t, &rstd.t, &y.t, NULL, NULL, NULL),
+               TJ_ERR_INVALID_ARG, "dy shape [4, 100] differs from x shape [4, 128]");
+
+  ck_assert(memcmp(sentinel, y.buf, sizeof sentinel) == 0);   // nothing was written
+  ck_assert_int_eq(tj_blocks_num_kernels(blk), 0);             // nor compiled
+
+  HostT *all[] = { &x, &y, &y2, &x64, &m, &xo, &y32, &xc, &w, &mean, &rstd, &mean16 };
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) host_free(all[i]);
+}
+END_TEST
+
+START_TEST(registry) {
+  ck_assert_int_eq(tj_block_count(), 6);
+  const char *names[] = { "softmax", "softmax_bwd", "layernorm", "layernorm_bwd", "rmsnorm", "rmsnorm_bwd" };
+  for (int i = 0; i < 6; i++) {
+    const tj_block_desc *d = tj_block_find(names[i]);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_ptr_eq(d, tj_block_at(i));
+    ck_assert_int_gt(d->ntensors, 0);
+  }
+  ck_assert_ptr_null(tj_block_find("dropout"));
+  ck_assert_ptr_null(tj_block_at(6));
+
+  // Call softmax by name: log-softmax, causal, through the descriptor.
+  const tj_block_desc *d = tj_block_find("softmax");
+  ck_assert_str_eq(d->tensors[0].name, "x");
+  ck_assert_str_eq(d->scalars[1].name, "causal");
+  HostT x, y;
+  int64_t shape[2] = { 5, 33 };
+  host_init(&x, TJ_F32, 2, shape, NULL);
+  host_init(&y, TJ_F32, 2, shape, NULL);
+  host_fill(&x, 2, -1, 1);
+  DLTensor *ts[3] = { &x.t, &y.t, NULL };
+  double sc[2] = { 1, 1 };
+  OK(tj_block_call(blk, d, ts, 3, sc, 2, NULL));
+  double want[5 * 33];
+  ref_softmax(&x, NULL, 1, 1, want);
+  check_close(&y, want, 5, 33, TJ_F32, "softmax by name");
+  expect_error(tj_block_call(blk, d, ts, 2, sc, 2, NULL), TJ_ERR_INVALID_ARG, "softmax takes 3 tensors, got 2");
+  DLTensor *ts2[3] = { &x.t, NULL, NULL };
+  expect_error(tj_block_call(blk, d, ts2, 3, NULL, 0, NULL), TJ_ERR_INVALID_ARG,
+               "softmax: tensor 'y' is required");
+
+  // layernorm by name with the default eps.
+  const tj_block_desc *ln = tj_block_find("layernorm");
+  HostT mean, rstd;
+  int64_t ms[1] = { 5 };
+  host_init(&mean, TJ_F32, 1, ms, NULL);
+  host_init(&rstd, TJ_F32, 1, ms, NULL);
+  DLTensor *lt[6] = { &x.t, NULL, NULL, &y.t, &mean.t, &rstd.t };
+  OK(tj_block_call(blk, ln, lt, 6, NULL, 0, NULL));
+  double wm[5], wr[5];
+  ref_norm(&x, NULL, NULL, 1e-5, 0, want, wm, wr);
+  check_close(&y, want, 5, 33, TJ_F32, "layernorm by name");
+  host_free(&x);
+  host_free(&y);
+  host_free(&mean);
+  host_free(&rstd);
+}
+END_TEST
+
+// One compilation per specialisation: repeated calls reuse it.
+START_TEST(kernel_cache) {
+  HostT x, y;
+  int64_t shape[2] = { 3, 50 };
+  host_init(&x, TJ_F16, 2, shape, NULL);
+  host_init(&y, TJ_F16, 2, shape, NULL);
+  host_fill(&x, 2, -1, 1);
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL));
+  int n = tj_blocks_num_kernels(blk);
+  ck_assert_int_eq(n, 1);
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL));
+  ck_assert_int_eq(tj_blocks_num_kernels(blk), 1);
+  tj_softmax_opts o = { .log = 1 };
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, &o, NULL));
+  ck_assert_int_eq(tj_blocks_num_kernels(blk), 2);
+  host_free(&x);
+  host_free(&y);
+}
+END_TEST
+
+// The embedded sources are the files in blocks/ (the build regenerates them).
+START_TEST(embedded_sources_current) {
+  size_t len;
+  char *s = tj_test_read_file("blocks/softmax.tj", &len);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_uint_eq(len, blk_src_softmax_len);
+  ck_assert(memcmp(s, blk_src_softmax, len) == 0);
+  free(s);
+  s = tj_test_read_file("blocks/layernorm.tj", &len);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_uint_eq(len, blk_src_layernorm_len);
+  ck_assert(memcmp(s, blk_src_layernorm, len) == 0);
+  free(s);
+}
+END_TEST
+
+static Suite *suite(void) {
+  Suite *s = suite_create("blocks");
+  TCase *tc = tcase_create("interp");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 600);
+  tcase_add_test(tc, softmax_register_kernel);
+  tcase_add_test(tc, softmax_looped_kernel);
+  tcase_add_test(tc, softmax_long_rows);
+  tcase_add_test(tc, softmax_single_row);
+  tcase_add_test(tc, softmax_batch_strided_view);
+  tcase_add_test(tc, softmax_in_place_and_row_mask);
+  tcase_add_test(tc, layernorm_fwd_bwd);
+  tcase_add_test(tc, rmsnorm_fwd_bwd);
+  tcase_add_test(tc, empty_is_noop);
+  tcase_add_test(tc, bad_inputs);
+  tcase_add_test(tc, registry);
+  tcase_add_test(tc, kernel_cache);
+  tcase_add_test(tc, embedded_sources_current);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+int main(void) { return tj_test_run(suite()); }
