@@ -18,7 +18,8 @@ class TjArg(C.Structure):
 class TjCompileOpts(C.Structure):
     _fields_ = [("source", C.c_char_p), ("source_len", C.c_size_t), ("path", C.c_char_p),
                 ("kernel", C.c_char_p), ("defines", C.POINTER(C.c_char_p)), ("ndefines", C.c_int),
-                ("num_warps", C.c_int), ("arch", C.c_char_p), ("flags", C.c_uint)]
+                ("num_warps", C.c_int), ("arch", C.c_char_p), ("flags", C.c_uint),
+                ("assume", C.c_char_p)]
 
 
 ARG_PTR, ARG_INT, ARG_FLOAT = 1, 2, 3

@@ -203,13 +203,57 @@ void api_dump(const char *stage, const char *kernel, const char *text) {
 
 // The unspecialised variant (spec 0) through the cache. The arch is the
 // caller's, else the context's device, else sm_80 (rt_default_arch).
+// Parses tj_compile_opts.assume into the launcher's spec bits (RT_SPEC_BITS
+// per parameter, as rt_compile_variant expects).
+static tj_status parse_assume(tj_ctx *ctx, const TirFunc *f, const char *assume, uint64_t *spec) {
+  *spec = 0;
+  if (!assume || !*assume) return TJ_OK;
+  if (!strcmp(assume, "all")) {
+    for (int i = 0; i < f->nparams && i < RT_SPEC_MAX_PARAMS; i++) {
+      const TirParam *p = &f->params[i];
+      unsigned bits = p->ptr ? TIR_SPEC_ALIGN16 : dtype_is_int(p->dtype) ? TIR_SPEC_DIV16 : 0;
+      *spec |= (uint64_t)bits << (RT_SPEC_BITS * i);
+    }
+    return TJ_OK;
+  }
+  const char *s = assume;
+  while (*s) {
+    const char *eq = strchr(s, '='), *end = strchr(s, ',');
+    if (!end) end = s + strlen(s);
+    if (!eq || eq > end || eq == s)
+      return api_error(ctx, TJ_ERR_INVALID_ARG, "assume: '%.*s' is not NAME=16 or NAME=1", (int)(end - s), s);
+    int i = 0;
+    while (i < f->nparams && (strlen(f->params[i].name) != (size_t)(eq - s) ||
+                              strncmp(f->params[i].name, s, (size_t)(eq - s))))
+      i++;
+    if (i == f->nparams)
+      return api_error(ctx, TJ_ERR_INVALID_ARG, "assume: kernel '%s' has no parameter '%.*s'", f->name,
+                       (int)(eq - s), s);
+    const TirParam *p = &f->params[i];
+    int v = (int)strtol(eq + 1, NULL, 10);
+    unsigned bits;
+    if (p->ptr && v == 16) bits = TIR_SPEC_ALIGN16;
+    else if (!p->ptr && dtype_is_int(p->dtype) && v == 16) bits = TIR_SPEC_DIV16;
+    else if (!p->ptr && dtype_is_int(p->dtype) && v == 1) bits = TIR_SPEC_ONE;
+    else
+      return api_error(ctx, TJ_ERR_INVALID_ARG, "assume: '%.*s': %s '%s' can only be assumed %s",
+                       (int)(end - s), s, p->ptr ? "pointer" : "parameter", p->name,
+                       p->ptr ? "=16 (16-byte aligned)" : dtype_is_int(p->dtype) ? "=16 or =1" : "nothing");
+    if (i < RT_SPEC_MAX_PARAMS) *spec |= (uint64_t)bits << (RT_SPEC_BITS * i);
+    s = *end ? end + 1 : end;
+  }
+  return TJ_OK;
+}
+
 static tj_status run_backend(tj_ctx *ctx, tj_kernel *k, const tj_compile_opts *o) {
   char arch[16];
   tj_status st = rt_default_arch(ctx, o->arch, arch);
   if (st != TJ_OK) return st;
+  uint64_t spec;
+  if ((st = parse_assume(ctx, k->func, o->assume, &spec)) != TJ_OK) return st;
   RtEntry *e;
   char *llvm = NULL;
-  if ((st = rt_compile_variant(ctx, k, 0, arch, true, &e, &llvm)) != TJ_OK) return st;
+  if ((st = rt_compile_variant(ctx, k, spec, arch, true, &e, &llvm)) != TJ_OK) return st;
   k->llvm = llvm;
   k->ptx = strdup(e->ptx);
   k->shared_bytes = e->shared_bytes;

@@ -41,12 +41,15 @@ static void compile_usage(FILE *out) {
         "                       cubin-info (registers, spills, shared memory; needs a GPU)\n"
         "  --arch sm_XX         target (sm_80 .. sm_90a); default: the GPU's, else sm_80\n"
         "  --num-warps N        threads per program = 32*N (overrides 'tunable num_warps')\n"
+        "  --assume SPEC        specialise the PTX as a launch would for such arguments: 'all'\n"
+        "                       (pointers 16-byte aligned, integers multiples of 16, as typical\n"
+        "                       tensors are) or a list like 'x=16,n=16' (=1: the integer is 1)\n"
         "  --no-cache           neither read nor write the compile cache\n"
         "  -o FILE              write the output to FILE instead of stdout\n"
         "  -h, --help           show this help\n"
         "\n"
         "example:\n"
-        "  tilejit compile examples/softmax.tj -D T=f16 -D BLOCK=1024 --emit ptx\n",
+        "  tilejit compile examples/softmax.tj -D T=f16 -D BLOCK=1024 --emit ptx+src --assume all\n",
         out);
 }
 
@@ -96,7 +99,7 @@ static int write_output(const char *path, const char *text) {
 }
 
 int cmd_compile(int argc, char **argv) {
-  const char *file = NULL, *kernel = NULL, *emit = "tir", *arch = NULL, *outpath = NULL;
+  const char *file = NULL, *kernel = NULL, *emit = "tir", *arch = NULL, *outpath = NULL, *assume = NULL;
   int num_warps = 0;
   unsigned flags = 0;
   const char **defines = calloc((size_t)argc + 1, sizeof *defines);
@@ -133,6 +136,9 @@ int cmd_compile(int argc, char **argv) {
         goto out;
       }
       num_warps = (int)n;
+    } else if ((v = opt_value(argc, argv, &i, "--assume"))) {
+      if (!*v) goto out;
+      assume = v;
     } else if ((v = opt_value(argc, argv, &i, "-o"))) {
       if (!*v) goto out;
       outpath = v;
@@ -175,7 +181,7 @@ int cmd_compile(int argc, char **argv) {
   }
   tj_compile_opts o = {
     .path = file, .kernel = kernel, .defines = defines, .ndefines = ndefines,
-    .num_warps = num_warps, .arch = arch, .flags = flags,
+    .num_warps = num_warps, .arch = arch, .flags = flags, .assume = assume,
   };
   tj_kernel *k = NULL;
   st = tj_kernel_compile(ctx, &o, &k);

@@ -83,6 +83,12 @@ typedef struct tj_compile_opts {
   int num_warps;            // 0: the kernel's `tunable num_warps` or 4
   const char *arch;         // "sm_80".."sm_90a"; NULL: the context's device, else sm_80
   unsigned flags;           // TJ_COMPILE_*
+  // Specialisation of the PTX returned by tj_kernel_ptx (launches pick their
+  // own from the actual arguments): NULL or "" for none; "all" for every
+  // pointer 16-byte aligned and every integer a multiple of 16, the variant
+  // typical tensors get; or a list such as "x=16,n=16,stride=1" (pointer
+  // =16: aligned; integer =16: divisible by 16, =1: equal to 1).
+  const char *assume;
 } tj_compile_opts;
 
 // Compiles one specialisation. On TJ_ERR_COMPILE the rendered diagnostics

@@ -153,6 +153,34 @@ START_TEST(tir_matches_api) {
 }
 END_TEST
 
+START_TEST(ptx_with_source_and_assumptions) {
+  // Unspecialised PTX cannot prove alignment; with --assume all the loads
+  // become 128-bit, and ptx+src interleaves the .tj lines.
+  Run r = run_cli((const char *[]){ "compile", "examples/softmax.tj", "-D", "T=f16", "-D", "BLOCK=4096",
+                                    "--num-warps", "8", "--emit", "ptx+src", "--assume", "all",
+                                    "--no-cache", NULL });
+  ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.out, "ld.global.v4.b32"));
+  ck_assert_ptr_nonnull(strstr(r.out, "// softmax.tj:11: let v = cast(load(x + row * stride + cols, mask, -inf), f32);"));
+  run_free(&r);
+  r = run_cli((const char *[]){ "compile", "examples/softmax.tj", "-D", "T=f16", "--emit", "ptx",
+                                "--no-cache", NULL });
+  ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+  ck_assert_ptr_null(strstr(r.out, "ld.global.v4"));
+  run_free(&r);
+  r = run_cli((const char *[]){ "compile", "examples/softmax.tj", "-D", "T=f16", "--emit", "ptx",
+                                "--assume", "n=16,q=16", NULL });
+  ck_assert_int_eq(r.status, 1);
+  ck_assert_ptr_nonnull(strstr(r.err, "kernel 'softmax' has no parameter 'q'"));
+  run_free(&r);
+  r = run_cli((const char *[]){ "compile", "examples/softmax.tj", "-D", "T=f16", "--emit", "ptx",
+                                "--assume", "x=1", NULL });
+  ck_assert_int_eq(r.status, 1);
+  ck_assert_ptr_nonnull(strstr(r.err, "pointer 'x' can only be assumed =16"));
+  run_free(&r);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("cli");
@@ -162,6 +190,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, missing_file);
   tcase_add_test(tc, diagnostics_with_carets);
   tcase_add_test(tc, tir_matches_api);
+  tcase_add_test(tc, ptx_with_source_and_assumptions);
   suite_add_tcase(s, tc);
   return s;
 }
