@@ -40,12 +40,18 @@
  *
  * Where the layouts chosen for two operands truly differ, the value moves
  * through shared memory (lower_smem_shuffle). To keep that rare, cheap values
- * (constants, arange, splats, integer index arithmetic, broadcasts of those)
+ * (constants, arange, splats, integer index arithmetic, `/` and `%` included)
  * are "rematerialised": computed afresh in every layout a user asks for,
- * just as Triton rematerialises its index computations. Everything else is
- * computed once, in its natural layout: loads in the canonical one, reduction
- * results in the slice of their operand, elementwise results in the layout of
- * their first non-remat operand.
+ * just as Triton rematerialises its index computations. Broadcast and
+ * expand_dims are always rematerialised, whatever their operand: they are
+ * views (register copies), so a user's layout L is made from the operand in
+ * collapse(L) / slice(L), and where something must move it is the small
+ * operand, never the broadcast tile. Everything else is computed once, in
+ * its natural layout: loads in the layout their users agree on (a [ROWS]
+ * load only broadcast into a [ROWS, BLOCK] tile is loaded in the slice of
+ * that tile's layout), else the canonical one; reduction results in the
+ * slice of their operand; elementwise results in the layout of their first
+ * non-remat operand. Stores take their value's layout (layout_store).
  *
  * Axis analysis
  * -------------
@@ -120,6 +126,10 @@ static bool layout_same(const Layout *a, const Layout *b) {
   return true;
 }
 
+// Stands in for a layout that could not be allocated: cg->err is set then,
+// and every pass stops before using it for more than a comparison.
+static const Layout oom_layout = {.rank = 0, .nelem = 1, .tpw = {1, 32}, .wpc = {1, 1}};
+
 static const Layout *intern(Cg *cg, Layout *L) {
   layout_finish(L);
   for (int i = 0; i < cg->nlayouts; i++)
@@ -127,13 +137,19 @@ static const Layout *intern(Cg *cg, Layout *L) {
   if (cg->nlayouts == cg->caplayouts) {
     int cap = cg->caplayouts ? cg->caplayouts * 2 : 32;
     const Layout **n = arena_alloc(cg->a, sizeof *n * cap);
-    if (!n) return cg->layouts ? cg->layouts[0] : NULL;
+    if (!n) {
+      cg->err = TJ_ERR_NO_MEMORY;
+      return &oom_layout;
+    }
     if (cg->nlayouts) memcpy(n, cg->layouts, sizeof *n * cg->nlayouts);
     cg->layouts = n;
     cg->caplayouts = cap;
   }
   Layout *c = arena_alloc(cg->a, sizeof *c);
-  if (!c) return cg->layouts ? cg->layouts[0] : NULL;
+  if (!c) {
+    cg->err = TJ_ERR_NO_MEMORY;
+    return &oom_layout;
+  }
   *c = *L;
   cg->layouts[cg->nlayouts++] = c;
   return c;
@@ -245,6 +261,22 @@ const Layout *layout_collapse(Cg *cg, const Layout *P, const int *shape) {
   Layout L = *P;
   for (int d = 0; d < P->rank; d++)
     if (shape[d] == 1) L.shape[d] = 1;
+  return intern(cg, &L);
+}
+
+const Layout *layout_mma(Cg *cg, int M, int N, int wm, int wn) {
+  Layout L = blank();
+  L.rank = 2;
+  L.shape[0] = M;
+  L.shape[1] = N;
+  L.spt[0] = 1;
+  L.spt[1] = 2;
+  L.gdim[0] = 0;
+  L.gdim[1] = 1;
+  L.tpw[0] = 8;
+  L.tpw[1] = 4;
+  L.wpc[0] = wm;
+  L.wpc[1] = wn;
   return intern(cg, &L);
 }
 
@@ -459,6 +491,10 @@ static void axis_inst(Cg *cg, TirInst *in) {
   case TIR_NOT:
   case TIR_WHERE:
   case TIR_CAST:
+  case TIR_DIV:  // elementwise: constant where every operand is
+  case TIR_REM:
+  case TIR_MAX:
+  case TIR_MIN:
     for (int d = 0; d < rank; d++) {
       int c = a->cnst[d];
       for (int k = 1; k < in->nargs; k++) c = imin(c, AX(cg, in->args[k])->cnst[d]);
@@ -486,13 +522,19 @@ static void axis_inst(Cg *cg, TirInst *in) {
 
 // ---------------------------------------------------------------- layout analysis
 
-static bool is_cheap(TirOp op) {
-  switch (op) {
+// Ops recomputed in every layout a user wants when all their tile operands
+// are themselves recomputable. Integer `/` and `%` count as index arithmetic
+// (row = i / seq, col = i % seq), as in Triton: a few instructions per
+// element are far cheaper than moving the tile through shared memory.
+static bool is_cheap(const TirInst *in) {
+  switch (in->op) {
   case TIR_ADD: case TIR_SUB: case TIR_MUL: case TIR_AND: case TIR_OR: case TIR_XOR:
   case TIR_SHL: case TIR_SHR: case TIR_CMP: case TIR_PTR_ADD: case TIR_WHERE:
   case TIR_CAST: case TIR_BITCAST: case TIR_NEG: case TIR_NOT: case TIR_ABS:
   case TIR_MAX: case TIR_MIN:
     return true;
+  case TIR_DIV: case TIR_REM:
+    return !dtype_is_float(in->res[0]->type.dtype);
   default:
     return false;
   }
@@ -501,10 +543,10 @@ static bool is_cheap(TirOp op) {
 static ValInfo *VI(Cg *cg, TirValue *v) { return &cg->vi[v->id]; }
 
 static void add_scratch(Cg *cg, int64_t bytes, Loc loc) {
-  if (bytes > 48 * 1024) {
+  if (bytes > cg_smem_limit(cg)) {
     cg_error(cg, TJ_ERR_UNSUPPORTED, loc,
-             "codegen: this needs %lld bytes of shared memory (more than 48 KiB)",
-             (long long)bytes);
+             "codegen: this needs %lld bytes of shared memory (more than the %d KiB of %s)",
+             (long long)bytes, cg_smem_limit(cg) / 1024, cg->opt->arch ? cg->opt->arch : "sm_80");
     return;
   }
   if (bytes > cg->scratch_bytes) cg->scratch_bytes = (int)bytes;
@@ -520,7 +562,10 @@ static void push_req(Cg *cg, ValInfo *v, const Layout *L) {
   if (v->nreq == v->capreq) {
     int cap = v->capreq ? v->capreq * 2 : 4;
     const Layout **n = arena_alloc(cg->a, sizeof *n * cap);
-    if (!n) return;
+    if (!n) {
+      cg->err = TJ_ERR_NO_MEMORY;
+      return;
+    }
     if (v->nreq) memcpy(n, v->req, sizeof *n * v->nreq);
     v->req = n;
     v->capreq = cap;
@@ -564,6 +609,53 @@ static const Layout *nat_or_default(Cg *cg, TirValue *v) {
   return vi->remat ? layout_default(cg, v->type) : vi->nat;
 }
 
+// The layout in which every user of v takes it without a conversion, when
+// they agree: a [ROWS] load that is only broadcast into a [ROWS, BLOCK] tile
+// is loaded straight in the slice of that tile's layout, and nothing moves.
+// Stores take any layout, so they do not vote; other users veto (NULL).
+static const Layout *user_layout(Cg *cg, TirValue *v, int depth) {
+  ValInfo *vi = VI(cg, v);
+  const Layout *h = NULL;
+  if (depth > 4) return NULL;
+  for (int i = 0; i < vi->nusers; i++) {
+    TirInst *u = vi->users[i];
+    const Layout *x = NULL;
+    if (u->op == TIR_STORE && u->args[0] != v) continue;
+    if (u->op == TIR_EXPAND_DIMS) {
+      x = user_layout(cg, u->res[0], depth + 1);
+      x = x && x->rank == 2 ? layout_slice(cg, x, u->axis) : NULL;
+    } else if (u->op == TIR_BROADCAST) {
+      x = layout_collapse(cg, layout_default(cg, u->res[0]->type), v->type.shape);
+    } else if (lower_is_elementwise(u->op) && u->nres == 1 && u->res[0]->type.rank == v->type.rank) {
+      // v decides the layout of u only if every other operand is cheap
+      for (int k = 0; k < u->nargs; k++)
+        if (u->args[k] != v && u->args[k]->type.rank > 0 && !VI(cg, u->args[k])->remat) return NULL;
+      x = user_layout(cg, u->res[0], depth + 1);
+    }
+    if (!x || (h && !layout_eq(h, x))) return NULL;
+    h = x;
+  }
+  return h;
+}
+
+// A store goes in the layout its value already has, so a reduction's slice
+// is stored without moving it; only when that would narrow the vector
+// accesses of a small tile does the value move to the canonical layout.
+const Layout *layout_store(Cg *cg, const TirInst *in) {
+  TirValue *ptr = in->args[0];
+  const Layout *D = layout_default(cg, ptr->type);
+  for (int i = 1; i >= 0; i--) {  // the value's layout, else the pointers'
+    TirValue *v = in->args[i];
+    ValInfo *vi = VI(cg, v);
+    if (v->type.rank != ptr->type.rank || vi->remat || !vi->nat || vi->nat->rank != D->rank) continue;
+    const Layout *L = vi->nat;
+    int d = D->rank - 1;
+    int64_t bytes = tir_numel(v->type) * (v->type.ptr ? 8 : cg_dtype_bytes(v->type.dtype));
+    if (L->espt[d] >= D->espt[d] || bytes > 16 * 1024) return L;
+  }
+  return D;
+}
+
 static void analyse_block(Cg *cg, TirBlock *blk);
 
 static void clear_block(Cg *cg, TirBlock *blk) {
@@ -573,9 +665,10 @@ static void clear_block(Cg *cg, TirBlock *blk) {
   }
 }
 
-static TirInst *yield_of(TirBlock *blk) {
+TirInst *cg_yield_of(TirBlock *blk) {
   return blk && blk->last && blk->last->op == TIR_YIELD ? blk->last : NULL;
 }
+static TirInst *yield_of(TirBlock *blk) { return cg_yield_of(blk); }
 
 static void analyse_for(Cg *cg, TirInst *in) {
   TirBlock *body = in->blocks[0];
@@ -586,6 +679,15 @@ static void analyse_for(Cg *cg, TirInst *in) {
     return;
   }
   for (int j = 0; j < nc; j++) Lc[j] = nat_or_default(cg, in->args[3 + j]);
+  // An accumulator that starts as a constant and is yielded by a dot of the
+  // body starts in the dot's layout: no conversion is requested (and its
+  // scratch reserved) in a first pass only to be dropped in the second.
+  TirInst *y0 = yield_of(body);
+  for (int j = 0; j < nc && y0 && y0->nargs == nc; j++) {
+    TirInst *d = y0->args[j]->def;
+    if (VI(cg, in->args[3 + j])->remat && d && d->op == TIR_DOT && d->parent == body)
+      Lc[j] = lower_dot_result_layout(cg, d);
+  }
   for (int pass = 0; pass < 2; pass++) {
     ValInfo *iv = VI(cg, body->args[0]);
     iv->nat = layout_scalar(cg);
@@ -600,9 +702,12 @@ static void analyse_for(Cg *cg, TirInst *in) {
       c->ax = ax_unknown(0, NULL);
     }
     analyse_block(cg, body);
+    // The body stopped at an error: its values have no layouts to compare.
+    if (cg->err != TJ_OK) return;
     TirInst *y = yield_of(body);
-    if (!y || y->nargs != nc) {
-      cg_error(cg, TJ_ERR_INTERNAL, in->loc, "internal error: codegen: for without yield");
+    if ((y ? y->nargs : 0) != nc) {  // no yield is an empty one
+      cg_error(cg, TJ_ERR_INTERNAL, in->loc, "internal error: codegen: for yields %d values for %d carried",
+               y ? y->nargs : 0, nc);
       return;
     }
     bool again = false;
@@ -619,7 +724,7 @@ static void analyse_for(Cg *cg, TirInst *in) {
     clear_block(cg, body);
   }
   TirInst *y = yield_of(body);
-  for (int j = 0; j < nc; j++) {
+  for (int j = 0; j < nc && cg->err == TJ_OK; j++) {
     request(cg, in->args[3 + j], Lc[j], in->loc);
     request(cg, y->args[j], Lc[j], y->loc);
     ValInfo *r = VI(cg, in->res[j]);
@@ -631,6 +736,7 @@ static void analyse_for(Cg *cg, TirInst *in) {
 
 static void analyse_if(Cg *cg, TirInst *in) {
   for (int k = 0; k < in->nblocks; k++) analyse_block(cg, in->blocks[k]);
+  if (cg->err != TJ_OK) return;
   TirInst *yt = yield_of(in->blocks[0]);
   TirInst *ye = in->nblocks > 1 ? yield_of(in->blocks[1]) : NULL;
   for (int j = 0; j < in->nres; j++) {
@@ -673,7 +779,7 @@ static void analyse_inst(Cg *cg, TirInst *in) {
   if (in->op == TIR_IF) return analyse_if(cg, in);
   if (in->op == TIR_YIELD || in->op == TIR_STORE) {
     if (in->op == TIR_STORE && in->args[0]->type.rank > 0) {
-      const Layout *L = layout_default(cg, in->args[0]->type);
+      const Layout *L = layout_store(cg, in);
       for (int i = 0; i < in->nargs; i++) request(cg, in->args[i], L, in->loc);
     }
     return;
@@ -706,24 +812,16 @@ static void analyse_inst(Cg *cg, TirInst *in) {
   case TIR_CONST: case TIR_ARANGE: case TIR_SPLAT:
     vi->remat = true;
     break;
-  case TIR_BROADCAST: case TIR_EXPAND_DIMS: {
-    TirValue *a = in->args[0];
-    if (a->type.rank == 0 || VI(cg, a)->remat) {
-      vi->remat = true;
-    } else if (in->op == TIR_BROADCAST) {
-      // Broadcast into the canonical layout of the result and move the
-      // (smaller) operand if it must move: a broadcast of a reduction's
-      // slice needs no move, and the result is never replicated wastefully.
-      const Layout *L = layout_default(cg, r->type);
-      request(cg, a, layout_collapse(cg, L, a->type.shape), in->loc);
-      vi->nat = L;
-    } else {
-      vi->nat = layout_expand(cg, VI(cg, a)->nat, in->axis);
-    }
+  case TIR_BROADCAST: case TIR_EXPAND_DIMS:
+    // Views, rematerialised whatever their operand: a user's layout L is
+    // built from the operand in collapse(L) / slice(L) by copying registers,
+    // so only the small operand ever moves (and not at all when it is a
+    // slice of L, as a reduction's result is), never the broadcast tile.
+    vi->remat = true;
     break;
-  }
   case TIR_LOAD: {
-    const Layout *L = layout_default(cg, r->type);
+    const Layout *L = user_layout(cg, r, 0);
+    if (!L || L->rank != r->type.rank) L = layout_default(cg, r->type);
     vi->nat = L;
     for (int i = 0; i < in->nargs; i++) request(cg, in->args[i], L, in->loc);
     break;
@@ -737,10 +835,10 @@ static void analyse_inst(Cg *cg, TirInst *in) {
   }
   case TIR_DOT: {
     for (int i = 0; i < 2; i++) request(cg, in->args[i], nat_or_default(cg, in->args[i]), in->loc);
-    const Layout *L = layout_default(cg, r->type);
+    const Layout *L = lower_dot_layout(cg, in);  // tensor-core or canonical
     request(cg, in->args[2], L, in->loc);
     vi->nat = L;
-    add_scratch(cg, lower_dot_scratch(in), in->loc);
+    add_scratch(cg, lower_dot_scratch(cg, in), in->loc);
     break;
   }
   case TIR_RESHAPE: case TIR_TRANS: {
@@ -769,7 +867,7 @@ static void analyse_inst(Cg *cg, TirInst *in) {
       TirValue *a = in->args[i];
       if (a->type.rank > 0 && !VI(cg, a)->remat) L = VI(cg, a)->nat;
     }
-    if (!L && is_cheap(in->op)) {
+    if (!L && is_cheap(in)) {
       vi->remat = true;
       break;
     }
@@ -818,6 +916,17 @@ static void scan_vecs(Cg *cg, TirBlock *blk) {
   }
 }
 
+static void collect_users(Cg *cg, TirBlock *blk, bool fill) {
+  for (TirInst *in = blk->first; in; in = in->next) {
+    for (int i = 0; i < in->nargs; i++) {
+      ValInfo *v = VI(cg, in->args[i]);
+      if (!fill) v->nusers++;
+      else if (v->users) v->users[v->nusers++] = in;
+    }
+    for (int k = 0; k < in->nblocks; k++) collect_users(cg, in->blocks[k], fill);
+  }
+}
+
 bool layout_analyse(Cg *cg) {
   const TirFunc *f = cg->f;
   cg->vi = arena_alloc(cg->a, sizeof *cg->vi * (f->nvalues + 1));
@@ -825,6 +934,18 @@ bool layout_analyse(Cg *cg) {
     cg->err = TJ_ERR_NO_MEMORY;
     return false;
   }
+  collect_users(cg, f->body, false);
+  for (int i = 0; i < f->nvalues; i++) {
+    ValInfo *v = &cg->vi[i];
+    if (!v->nusers) continue;
+    v->users = arena_alloc(cg->a, sizeof *v->users * v->nusers);
+    if (!v->users) {
+      cg->err = TJ_ERR_NO_MEMORY;
+      return false;
+    }
+    v->nusers = 0;
+  }
+  collect_users(cg, f->body, true);
   scan_vecs(cg, f->body);
   for (int i = 0; i < f->nparams; i++) {
     const TirParam *p = &f->params[i];
@@ -843,5 +964,6 @@ bool layout_analyse(Cg *cg) {
     }
   }
   analyse_block(cg, f->body);
+  if (cg->err == TJ_OK) pipe_finish(cg);  // stage buffers go after the scratch
   return cg->err == TJ_OK;
 }

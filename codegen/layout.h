@@ -58,6 +58,8 @@ typedef struct ValInfo {
   Tile *tiles;           // lowered forms
   int ntiles, captiles;
   AxisInfo ax;
+  TirInst **users;       // insts that read the value (a load's layout follows them)
+  int nusers;
 } ValInfo;
 
 // All state of one compilation (no globals: the autotuner compiles in parallel).
@@ -84,6 +86,7 @@ typedef struct Cg {
   LLVMDIBuilderRef dib;
   LLVMMetadataRef disub;
   LLVMTypeRef i1, i8, i16, i32, i64, f16, bf16, f32, f64, gptr, sptr, voidt;
+  struct PipeState *pipe;  // cp.async pipelining of loads feeding dot (pipeline.c)
 } Cg;
 
 //
@@ -96,6 +99,9 @@ const Layout *layout_slice(Cg *cg, const Layout *L, int axis);
 const Layout *layout_expand(Cg *cg, const Layout *L, int axis);
 // L with dims whose size is 1 in shape collapsed (the operand of a broadcast).
 const Layout *layout_collapse(Cg *cg, const Layout *L, const int *shape);
+// The tensor-core accumulator layout of an [M, N] tile: the blocked layout
+// spt [1, 2], tpw [8, 4], wpc [wm, wn] (see mma.c for why it is one).
+const Layout *layout_mma(Cg *cg, int M, int N, int wm, int wn);
 bool layout_eq(const Layout *a, const Layout *b);
 // Compile-time part of a slot's coordinate along dim d.
 int layout_off(const Layout *L, int slot, int d);
@@ -105,6 +111,12 @@ int layout_lanes(const Layout *L, int d);
 int layout_warps(const Layout *L, int d);
 // Runs the layout and axis analyses over f. Returns false on error (reported).
 bool layout_analyse(Cg *cg);
+// The layout a tile STORE is done in (its pointers, value and mask are
+// requested in it).
+const Layout *layout_store(Cg *cg, const TirInst *in);
+// The body's YIELD, or NULL where it is left out (allowed when nothing is
+// carried or returned: an empty yield).
+TirInst *cg_yield_of(TirBlock *blk);
 int cg_dtype_bytes(Dtype dt);
 void cg_error(Cg *cg, tj_status st, Loc loc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -168,7 +180,38 @@ int lower_reduce_scratch(Cg *cg, const TirInst *in, const Layout *Lin);
 // lower_dot.c
 //
 void lower_dot(Cg *cg, TirInst *in);
-int lower_dot_scratch(const TirInst *in);
+// Layout pass: picks the implementation of a dot (tensor cores or FMA), and
+// with it the result's layout and the scratch bytes it stages operands in.
+const Layout *lower_dot_layout(Cg *cg, TirInst *in);
+// The same layout, without side effects (what a loop carrying it starts in).
+const Layout *lower_dot_result_layout(Cg *cg, const TirInst *in);
+int lower_dot_scratch(Cg *cg, const TirInst *in);
+
+//
+// mma.c: dot on tensor cores (mma.sync m16n8k16, ldmatrix, swizzled smem)
+//
+// true when dot `in` runs on tensor cores; *wm x *wn warps tile [M, N].
+bool mma_supported(Cg *cg, const TirInst *in, int *wm, int *wn);
+void lower_dot_mma(Cg *cg, TirInst *in, int wm, int wn);
+// Byte offset in a swizzled [rows][rowbytes] f16/bf16 tile of the 16-byte
+// chunk holding byte `colbyte` of row `row` (both runtime i32 values).
+LLVMValueRef mma_swizzle(Cg *cg, LLVMValueRef row, LLVMValueRef colbyte, int rowbytes);
+
+//
+// pipeline.c: cp.async pipelining of the loads that feed dot in a loop
+//
+// Largest shared memory per block the arch allows (bytes).
+int cg_smem_limit(const Cg *cg);
+// Layout pass: tries to pipeline operand i of dot `in` (an MMA dot).
+void pipe_consider(Cg *cg, TirInst *in, int i);
+// Layout pass, at the end: places the stage buffers after the scratch.
+void pipe_finish(Cg *cg);
+// true when operand i of dot `in` comes from stage buffers.
+bool pipe_operand(Cg *cg, const TirInst *in, int i);
+// Byte offset (i32) of operand i's tile in the current stage.
+LLVMValueRef pipe_operand_offset(Cg *cg, const TirInst *in, int i);
+// Lowers a pipelined load (issuing the copies); false when `in` is not one.
+bool pipe_lower_load(Cg *cg, TirInst *in);
 
 //
 // lower_control.c
@@ -188,5 +231,7 @@ LLVMValueRef nvm_rsqrt(Cg *cg, LLVMValueRef x);
 LLVMValueRef nvm_erf(Cg *cg, LLVMValueRef x);
 LLVMValueRef nvm_tanh(Cg *cg, LLVMValueRef x);
 LLVMValueRef nvm_philox(Cg *cg, LLVMValueRef seed64, LLVMValueRef ctr64, LLVMValueRef lane);
+// fmodf(x, y), exact (as C's), for f32 x and y. Emits a loop.
+LLVMValueRef nvm_fmod(Cg *cg, LLVMValueRef x, LLVMValueRef y);
 
 #endif

@@ -24,8 +24,8 @@ void lower_for(Cg *cg, TirInst *in) {
   LLVMBuilderRef b = cg->b;
   TirBlock *body = in->blocks[0];
   int nc = in->nargs - 3;
-  TirInst *y = body->last;
-  if (!y || y->op != TIR_YIELD || y->nargs != nc || body->nargs != nc + 1 || in->nres != nc) {
+  TirInst *y = cg_yield_of(body);  // may be left out when nothing is carried
+  if ((y ? y->nargs : 0) != nc || body->nargs != nc + 1 || in->nres != nc) {
     cg_error(cg, TJ_ERR_INTERNAL, in->loc, "internal error: codegen: malformed for");
     return;
   }
@@ -125,8 +125,8 @@ void lower_if(Cg *cg, TirInst *in) {
       TirBlock *blk = in->blocks[k];
       cg_lower_block(cg, blk);
       if (cg->err != TJ_OK) return;
-      TirInst *y = blk->last;
-      if (nr > 0 && (!y || y->op != TIR_YIELD || y->nargs != nr)) {
+      TirInst *y = cg_yield_of(blk);
+      if (nr > 0 && (!y || y->nargs != nr)) {
         cg_error(cg, TJ_ERR_INTERNAL, in->loc, "internal error: codegen: if branch without yield");
         return;
       }

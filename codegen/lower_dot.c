@@ -1,26 +1,52 @@
 /* lower_dot.c: dot(a[M,K], b[K,N], acc[M,N]) -> f32 [M,N].
  *
- * requires: a and b in any layout, acc in the result's canonical layout;
- * produces: the result in that canonical layout.
+ * requires: the layout pass, which asked lower_dot_layout for the result's
+ * layout and got acc in it; produces: the result in that layout.
  *
- * lower_dot picks an implementation. Today there is one: dot_fma, which
- * stages a and b in shared memory (row-major, their own dtype) and lets each
- * thread run a k loop of outer products over its accumulator elements:
- * per k it loads one a value per distinct row and one b value per distinct
- * column it owns and issues rows x cols f32 FMAs. Products are formed in f32
- * (f16/bf16 widened exactly) and accumulated in k order with fma.
- * A tensor-core path (mma.sync with ldmatrix, cp.async staging) will sit
- * beside it as dot_mma, chosen by lower_dot for f16/bf16 on sm_80+ when the
- * shapes fit its tiles; it needs its own accumulator layout, which the
- * layout pass will then assign to DOT results.
+ * lower_dot picks one of two implementations, the same way for the layout
+ * pass (lower_dot_layout) and for the lowering:
+ *  - lower_dot_mma (mma.c): tensor cores, for f16/bf16 operands whose
+ *    shapes tile into m16n8k16 steps over the program's warps. The result
+ *    lives in the MMA layout (layout_mma); loads feeding it inside a loop
+ *    may be pipelined through cp.async stage buffers (pipeline.c).
+ *  - dot_fma: everything else (f32, odd shapes). It stages a and b in shared
+ *    memory (row-major, their own dtype) and lets each thread run a k loop
+ *    of outer products over its accumulator elements: per k it loads one a
+ *    value per distinct row and one b value per distinct column it owns and
+ *    issues rows x cols f32 FMAs. Products are formed in f32 (f16/bf16
+ *    widened exactly) and accumulated in k order with fma. The result is in
+ *    the canonical layout.
  */
 #include "layout.h"
 
 static int pad16(int x) { return (x + 15) / 16 * 16; }
+static int pad128(int x) { return (x + 127) / 128 * 128; }
 
-int lower_dot_scratch(const TirInst *in) {
+const Layout *lower_dot_result_layout(Cg *cg, const TirInst *in) {
+  int wm, wn;
+  if (!mma_supported(cg, in, &wm, &wn)) return layout_default(cg, in->res[0]->type);
+  return layout_mma(cg, in->res[0]->type.shape[0], in->res[0]->type.shape[1], wm, wn);
+}
+
+const Layout *lower_dot_layout(Cg *cg, TirInst *in) {
+  int wm, wn;
+  if (mma_supported(cg, in, &wm, &wn)) {
+    pipe_consider(cg, in, 0);
+    pipe_consider(cg, in, 1);
+  }
+  return lower_dot_result_layout(cg, in);
+}
+
+int lower_dot_scratch(Cg *cg, const TirInst *in) {
   TirType a = in->args[0]->type, b = in->args[1]->type;
   int eb = dtype_bytes(a.dtype);
+  int wm, wn;
+  if (mma_supported(cg, in, &wm, &wn)) {  // operands not in stage buffers are staged
+    int n = 0;
+    if (!pipe_operand(cg, in, 0)) n += pad128(a.shape[0] * a.shape[1] * eb);
+    if (!pipe_operand(cg, in, 1)) n += b.shape[0] * b.shape[1] * eb;
+    return n;
+  }
   return pad16(a.shape[0] * a.shape[1] * eb) + b.shape[0] * b.shape[1] * eb;
 }
 
@@ -107,5 +133,7 @@ void lower_dot(Cg *cg, TirInst *in) {
              dtype_name(a.dtype), dtype_name(bt.dtype), dtype_name(r.dtype));
     return;
   }
-  dot_fma(cg, in);
+  int wm, wn;
+  if (mma_supported(cg, in, &wm, &wn)) lower_dot_mma(cg, in, wm, wn);
+  else dot_fma(cg, in);
 }

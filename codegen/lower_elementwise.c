@@ -201,7 +201,9 @@ LLVMValueRef lower_elem(Cg *cg, const TirInst *in, LLVMValueRef *a) {
       case TIR_SUB: r = LLVMBuildFSub(b, x, y, ""); break;
       case TIR_MUL: r = LLVMBuildFMul(b, x, y, ""); break;
       case TIR_DIV: r = LLVMBuildFDiv(b, x, y, ""); break;
-      default: r = LLVMBuildFRem(b, x, y, ""); break;
+      // PTX has no fmod and LLVM's frem expansion (x - trunc(x / y) * y)
+      // is inexact; f64 keeps it for now.
+      default: r = dt == DT_F64 ? LLVMBuildFRem(b, x, y, "") : nvm_fmod(cg, x, y); break;
       }
       return narrow(cg, r, dt);
     }
@@ -378,31 +380,10 @@ void lower_elementwise_inst(Cg *cg, TirInst *in) {
     cg_set(cg, r, layout_scalar(cg), out);
     return;
   }
+  // Remat values (broadcast and expand_dims always: they are views) are
+  // built in each layout a user asked for.
   if (vi->remat) {
     for (int i = 0; i < vi->nreq && cg->err == TJ_OK; i++) lower_in_layout(cg, in, vi->req[i]);
-    return;
-  }
-  if (in->op == TIR_BROADCAST || in->op == TIR_EXPAND_DIMS) {
-    // A view of the operand in its natural layout: no data moves.
-    TirValue *a = in->args[0];
-    const Layout *L = vi->nat;
-    const Layout *La = in->op == TIR_BROADCAST ? layout_collapse(cg, L, a->type.shape) : cg->vi[a->id].nat;
-    LLVMValueRef *src = cg_get(cg, a, La);
-    LLVMValueRef *out = cg_alloc_elems(cg, L->nelem);
-    if (!out || !src) return;
-    for (int i = 0; i < L->nelem; i++) {
-      int k[2] = {L->rank == 2 ? i / L->cnt[1] : i, L->rank == 2 ? i % L->cnt[1] : 0};
-      int j;
-      if (in->op == TIR_BROADCAST) {
-        for (int d = 0; d < L->rank; d++)
-          if (a->type.shape[d] == 1) k[d] = 0;
-        j = L->rank == 2 ? k[0] * La->cnt[1] + k[1] : k[0];
-      } else {
-        j = L->rank == 2 ? k[1 - in->axis] : 0;
-      }
-      out[i] = src[j];
-    }
-    cg_set(cg, r, L, out);
     return;
   }
   lower_in_layout(cg, in, vi->nat);

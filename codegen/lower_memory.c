@@ -1,8 +1,8 @@
 /* lower_memory.c: global loads and stores, and moving tiles between layouts
  * through shared memory.
  *
- * requires: the layout pass (loads/stores use the canonical layout of their
- * shape) and the axis facts of their operands; produces: vector accesses
+ * requires: the layout pass (a load's layout is its natural one, a store's
+ * layout_store) and the axis facts of their operands; produces: vector accesses
  * where contiguity, alignment and mask constancy are proven, else scalar
  * ones.
  *
@@ -248,7 +248,7 @@ void lower_store(Cg *cg, TirInst *in) {
     branch_store(cg, cg_get0(cg, ptr), to_mem(cg, cg_get0(cg, val), dt), pred, eb);
     return;
   }
-  const Layout *L = layout_default(cg, ptr->type);
+  const Layout *L = layout_store(cg, in);
   LLVMValueRef *P = cg_get(cg, ptr, L);
   LLVMValueRef *V = cg_get(cg, val, L);
   LLVMValueRef *M = mask ? cg_get(cg, mask, L) : NULL;

@@ -19,9 +19,12 @@
  *   erf   |x| < 1: x P(x^2), degree 7; 1 <= |x| < 4: 1 - 2^Q(|x|) with Q a
  *         degree-10 fit of log2(erfc); |x| >= 4: +-1. Max absolute error
  *         1.5e-7 (limit 1e-6).
+ *   fmod  exact (the result of fmod is always representable), see nvm_fmod.
  * f16/bf16 callers widen to f32 first and round the result (lower_elem).
  */
 #include "layout.h"
+
+#include <math.h>
 
 static LLVMValueRef cf(Cg *cg, double v) { return LLVMConstReal(cg->f32, v); }
 
@@ -114,6 +117,46 @@ LLVMValueRef nvm_erf(Cg *cg, LLVMValueRef x) {
   big = copysign1(cg, big, x);
   LLVMValueRef use_big = LLVMBuildFCmp(b, LLVMRealOGE, a, cf(cg, 1.0), "");
   return LLVMBuildSelect(b, use_big, big, small, "");
+}
+
+// fmodf by exponent reduction in f64, where every f32 (subnormals too) is
+// normal: while r = |x| >= b = |y|, subtract t = b * 2^k, k chosen so that
+// t <= r < 2t. By Sterbenz's lemma r - t is exact, and r loses at least one
+// binary exponent per step, so at most ~280 steps (|x| / |y| <= 2^277).
+// t is built by adding k to b's exponent field: r < 2^128 keeps it finite.
+// x infinite or NaN, y zero or NaN: NaN; y infinite: x.
+LLVMValueRef nvm_fmod(Cg *cg, LLVMValueRef x, LLVMValueRef y) {
+  LLVMBuilderRef b = cg->b;
+  LLVMTypeRef d = cg->f64;
+  LLVMValueRef ax = fabs1(cg, x), ay = fabs1(cg, y);
+  LLVMValueRef special = LLVMBuildOr(b, LLVMBuildFCmp(b, LLVMRealUEQ, ax, cf(cg, INFINITY), ""),
+                                     LLVMBuildFCmp(b, LLVMRealUEQ, ay, cf(cg, 0.0), ""), "");
+  LLVMValueRef r0 = LLVMBuildSelect(b, special, LLVMConstReal(d, 0.0), LLVMBuildFPExt(b, ax, d, ""), "");
+  LLVMValueRef by = LLVMBuildSelect(b, special, LLVMConstReal(d, 1.0), LLVMBuildFPExt(b, ay, d, ""), "");
+  LLVMValueRef ybits = LLVMBuildBitCast(b, by, cg->i64, "");
+  LLVMBasicBlockRef pre = LLVMGetInsertBlock(b);
+  LLVMBasicBlockRef head = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fmod.head");
+  LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fmod.body");
+  LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "fmod.done");
+  LLVMBuildBr(b, head);
+  LLVMPositionBuilderAtEnd(b, head);
+  LLVMValueRef r = LLVMBuildPhi(b, d, "fmod.r");
+  LLVMBuildCondBr(b, LLVMBuildFCmp(b, LLVMRealOGE, r, by, ""), body, done);
+  LLVMPositionBuilderAtEnd(b, body);
+  LLVMValueRef c52 = LLVMConstInt(cg->i64, 52, 0);
+  LLVMValueRef rbits = LLVMBuildBitCast(b, r, cg->i64, "");
+  LLVMValueRef k = LLVMBuildSub(b, LLVMBuildLShr(b, rbits, c52, ""), LLVMBuildLShr(b, ybits, c52, ""), "");
+  LLVMValueRef t = LLVMBuildBitCast(b, LLVMBuildAdd(b, ybits, LLVMBuildShl(b, k, c52, ""), ""), d, "");
+  LLVMValueRef big = LLVMBuildFCmp(b, LLVMRealOGT, t, r, "");
+  t = LLVMBuildSelect(b, big, LLVMBuildFMul(b, t, LLVMConstReal(d, 0.5), ""), t, "");
+  LLVMValueRef rn = LLVMBuildFSub(b, r, t, "");
+  LLVMBuildBr(b, head);
+  LLVMValueRef in[2] = {r0, rn};
+  LLVMBasicBlockRef from[2] = {pre, body};
+  LLVMAddIncoming(r, in, from, 2);
+  LLVMPositionBuilderAtEnd(b, done);
+  LLVMValueRef m = copysign1(cg, LLVMBuildFPTrunc(b, r, cg->f32, ""), x);
+  return LLVMBuildSelect(b, special, cf(cg, NAN), m, "");
 }
 
 // Philox-4x32-10 (Salmon et al., Random123): key = (lo32(seed), hi32(seed)),

@@ -189,6 +189,7 @@ typedef struct TirFunc {
   TirBlock *body;
   int nvalues;
   int num_warps;
+  int num_stages;       // cp.async stages for loads feeding dot in loops; 0: default (3), 1: none
   TirConstDef *consts;  // every constant of the kernel, in declaration order
   int nconsts;
   TirTunable *tunables;

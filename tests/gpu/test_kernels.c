@@ -89,6 +89,65 @@ static const Case cases[] = {
     { "buf:256:zero", "buf:256:zero", "buf:256:zero", "buf:256:zero", "buf:256:zero", "buf:1024:zero",
       "buf:256:rand", "buf:256:rand", "buf:256:rand", "buf:256:rand", "buf:8:rand", "buf:256:rand",
       "int:200" }, BF16_TOL },
+  // fmod is exact on both sides: bit for bit (NaN for zero divisors).
+  { "fmod_f32", "tests/dsl/kernels/fmod.tj", { "T=f32" }, { 4, 1, 1 },
+    { "buf:5000:zero", "buf:1000:rand", "buf:1000:rand", "int:1000" }, 0, 0 },
+  { "fmod_f16", "tests/dsl/kernels/fmod.tj", { "T=f16" }, { 4, 1, 1 },
+    { "buf:5000:zero", "buf:1000:rand", "buf:1000:rand", "int:1000" }, 0, 0 },
+  // [ROWS] loads broadcast to tiles, tile-wide / and % offsets, a [BLOCK]
+  // reduction stored in its own layout (rows at (r / 7) * s_b + (r % 7) * s_r).
+  { "bcast_rows", "tests/dsl/kernels/bcast_rows.tj", { "ROWS=4", "BLOCK=1024" }, { 13, 1, 1 },
+    { "buf:50026:zero", "buf:13000:zero", "buf:50000:rand", "buf:50:rand", "int:50", "int:1000", "int:7",
+      "int:7000", "int:1000" }, F32_TOL },
+  { "bcast_rows_16", "tests/dsl/kernels/bcast_rows.tj", { "ROWS=16", "BLOCK=128" }, { 4, 1, 1 },
+    { "buf:5008:zero", "buf:400:zero", "buf:5000:rand", "buf:50:rand", "int:50", "int:100", "int:7",
+      "int:700", "int:100" }, F32_TOL },
+  // Tensor-core matmul (mma.sync + ldmatrix; cp.async stages where the
+  // launch proves 16-byte rows: K and N multiples of 16). Args: c, a, b, M,
+  // N, K, stride_am = K, stride_bk = N, stride_cm = N. Tensor cores sum the
+  // exact products in another order than the interpreter's k loop: the
+  // tolerance is f32 accumulation error over K terms of up to 16.
+  { "mma_f16_64", "examples/matmul.tj",
+    { "T=f16", "BLOCK_M=64", "BLOCK_N=64", "BLOCK_K=32", "num_warps=4" }, { 1, 1, 1 },
+    { "buf:4096:zero", "buf:4096:rand", "buf:4096:rand", "int:64", "int:64", "int:64", "int:64",
+      "int:64", "int:64" }, 1e-3, 1e-2 },
+  { "mma_bf16_64_one_iter", "examples/matmul.tj",  // one iteration: the second stage is never used
+    { "T=bf16", "BLOCK_M=64", "BLOCK_N=64", "BLOCK_K=64", "num_warps=4" }, { 1, 1, 1 },
+    { "buf:4096:zero", "buf:4096:rand", "buf:4096:rand", "int:64", "int:64", "int:64", "int:64",
+      "int:64", "int:64" }, 1e-3, 1e-2 },
+  { "mma_f16_128", "examples/matmul.tj",
+    { "T=f16", "BLOCK_M=128", "BLOCK_N=128", "BLOCK_K=32", "num_warps=8" }, { 1, 1, 1 },
+    { "buf:16384:zero", "buf:16384:rand", "buf:16384:rand", "int:128", "int:128", "int:128", "int:128",
+      "int:128", "int:128" }, 1e-3, 1e-2 },
+  { "mma_bf16_128", "examples/matmul.tj",
+    { "T=bf16", "BLOCK_M=64", "BLOCK_N=64", "BLOCK_K=32", "num_warps=4" }, { 2, 2, 1 },
+    { "buf:16384:zero", "buf:16384:rand", "buf:16384:rand", "int:128", "int:128", "int:128", "int:128",
+      "int:128", "int:128" }, 1e-3, 1e-2 },
+  { "mma_f16_128_bk16", "examples/matmul.tj",
+    { "T=f16", "BLOCK_M=32", "BLOCK_N=64", "BLOCK_K=16", "num_warps=4" }, { 4, 2, 1 },
+    { "buf:16384:zero", "buf:16384:rand", "buf:16384:rand", "int:128", "int:128", "int:128", "int:128",
+      "int:128", "int:128" }, 1e-3, 1e-2 },
+  // 1000: rows of 2000 bytes are only 8-byte aligned; nothing proves it, so
+  // operands go through registers (no cp.async); masked tails everywhere.
+  { "mma_f16_1000", "examples/matmul.tj",
+    { "T=f16", "BLOCK_M=64", "BLOCK_N=64", "BLOCK_K=32", "num_warps=4" }, { 16, 16, 1 },
+    { "buf:1000000:zero", "buf:1000000:rand", "buf:1000000:rand", "int:1000", "int:1000", "int:1000",
+      "int:1000", "int:1000", "int:1000" }, 1e-3, 1e-1 },
+  { "mma_bf16_1000", "examples/matmul.tj",
+    { "T=bf16", "BLOCK_M=128", "BLOCK_N=64", "BLOCK_K=32", "num_warps=4" }, { 8, 16, 1 },
+    { "buf:1000000:zero", "buf:1000000:rand", "buf:1000000:rand", "int:1000", "int:1000", "int:1000",
+      "int:1000", "int:1000", "int:1000" }, 1e-3, 1e-1 },
+  // M = 1000 rows masked, both operands pipelined (K = N = 128).
+  { "mma_f16_rows1000_pipelined", "examples/matmul.tj",
+    { "T=f16", "BLOCK_M=64", "BLOCK_N=128", "BLOCK_K=64", "num_warps=4" }, { 16, 1, 1 },
+    { "buf:128000:zero", "buf:128000:rand", "buf:16384:rand", "int:1000", "int:128", "int:128", "int:128",
+      "int:128", "int:128" }, 1e-3, 1e-2 },
+  // A pipelined with a masked K tail (208 = 6.5 x 32: zero-filled copies),
+  // B (N = 1000) through registers, in one loop.
+  { "mma_bf16_ktail_mixed", "examples/matmul.tj",
+    { "T=bf16", "BLOCK_M=128", "BLOCK_N=128", "BLOCK_K=32", "num_warps=8" }, { 1, 8, 1 },
+    { "buf:128000:zero", "buf:26624:rand", "buf:208000:rand", "int:128", "int:1000", "int:208", "int:208",
+      "int:1000", "int:1000" }, 1e-3, 1e-2 },
 };
 
 // ---------------------------------------------------------------- values
