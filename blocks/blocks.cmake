@@ -7,7 +7,7 @@
 # re-runs CMake, and configure_file rewrites the C file only when the text
 # changed, so nothing else rebuilds needlessly.
 
-set(TJ_BLOCKS_TJ softmax layernorm)
+set(TJ_BLOCKS_TJ softmax layernorm dropout attention)
 set(TJ_BLOCKS_EMBEDDED "")
 foreach(name ${TJ_BLOCKS_TJ})
   set(path ${CMAKE_SOURCE_DIR}/blocks/${name}.tj)

@@ -24,6 +24,19 @@ extern const char blk_src_softmax[];
 extern const size_t blk_src_softmax_len;
 extern const char blk_src_layernorm[];
 extern const size_t blk_src_layernorm_len;
+extern const char blk_src_dropout[];
+extern const size_t blk_src_dropout_len;
+extern const char blk_src_attention[];
+extern const size_t blk_src_attention_len;
+
+// The tile config of the dropout kernels (dropout.c, dropout.tj).
+typedef struct BlkDropCfg {
+  int block;          // columns per tile: a power of two, a multiple of vec
+  int rows;           // rows per tile: a power of two
+  int vec;            // consecutive elements per thread run: 4 or 8
+  int num_warps;
+  bool per_element;   // the per-element counter formula even when K % 4 == 0
+} BlkDropCfg;
 
 typedef struct BlkKernel {
   char *key;          // "file|kernel|defines|nw|gpu"
@@ -41,6 +54,7 @@ struct tj_blocks {
   void *user_ws;          // tj_norm_bwd_workspace
   size_t user_ws_bytes;
   int64_t reg_limit;      // largest row kept in registers (elements); tests lower it
+  BlkDropCfg drop_cfg;    // blk_dropout_force_config (block 0: the heuristic)
 };
 
 // ---------------------------------------------------------------- tensor.c
@@ -148,5 +162,33 @@ void blk_set_reg_limit(tj_blocks *b, int64_t elems);
 // resulting scratch size; shared with tj_norm_bwd_workspace_size.
 tj_status blk_norm_bwd_plan(tj_blocks *b, const BlkView *x, bool gpu, BlkConfig *cfg, int *G,
                             size_t *scratch_bytes);
+
+// ---------------------------------------------------------------- dropout.c
+
+// Test hook: the tile config of b's later dropout calls (NULL: back to the
+// heuristic). Rows are still capped where the row addressing needs it.
+void blk_dropout_force_config(tj_blocks *b, const BlkDropCfg *c);
+
+// ---------------------------------------------------------------- attention.c
+
+// Test hook: the kernel tiles of later calls with layout l (bm 0: the
+// heuristic); tiles are still halved until they divide S.
+typedef struct BlkAttnCfg {
+  int bm, bn;         // query rows, key rows per tile: powers of two >= 16
+  int num_warps;      // 0: 4
+} BlkAttnCfg;
+void blk_attn_force_config(tj_attn_layout *l, const BlkAttnCfg *c);
+
+// What the tables of l for tiles bm x bn look like (CPU plan; built if new).
+typedef struct BlkAttnPlanInfo {
+  bool sub;           // some tile spans layout blocks that are off
+  bool range, range_t;   // forward / transposed tables are tile runs
+  int64_t tiles;      // active tiles, summed over the layout's heads
+} BlkAttnPlanInfo;
+tj_status blk_attn_plan_info(tj_blocks *b, tj_attn_layout *l, int bm, int bn, bool causal,
+                             BlkAttnPlanInfo *info);
+// tj_block_call of "attention" (bwd false) and "attention_bwd": the layout
+// arrives as an optional u8 host tensor, turned into a temporary layout.
+tj_status blk_attn_call(tj_blocks *b, bool bwd, DLTensor *const *t, const double *s, void *stream);
 
 #endif

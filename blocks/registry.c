@@ -2,7 +2,7 @@
  * tools and bindings that discover blocks at run time, as xFormers' registry
  * did.
  *
- * requires: the typed entry points (softmax.c, norm.c); produces: read-only
+ * requires: the typed entry points (softmax.c, norm.c, dropout.c); produces: read-only
  * descriptors and tj_block_call, which maps a descriptor's tensor and scalar
  * lists onto the typed call. The table is const: nothing here is mutable.
  */
@@ -55,6 +55,39 @@ static tj_status call_rmsnorm_bwd(tj_blocks *b, DLTensor *const *t, const double
   return tj_rmsnorm_bwd(b, t[0], t[1], t[2], t[3], t[4], t[5], stream);
 }
 
+// Scalars p, training, seed, offset, act, act_a, act_b. seed and offset
+// arrive as doubles: integers in [0, 2^53] pass exactly, anything else is
+// refused rather than rounded.
+static tj_status drop_opts(tj_blocks *b, const char *name, const double *s, tj_dropout_opts *o) {
+  memset(o, 0, sizeof *o);
+  for (int i = 2; i < 5; i++)
+    if (s[i] < 0 || s[i] > 9007199254740992.0 || s[i] != floor(s[i]))
+      return blk_error(b, TJ_ERR_INVALID_ARG, "%s: scalar '%s' must be an integer in [0, 2^53], got %g", name,
+                       i == 2 ? "seed" : i == 3 ? "offset" : "act", s[i]);
+  o->p = s[0];
+  o->training = s[1] != 0.0;
+  o->seed = (uint64_t)s[2];
+  o->offset = (uint64_t)s[3];
+  o->act = s[4] < TJ_ACT_COUNT ? (tj_activation)s[4] : TJ_ACT_COUNT;
+  o->act_a = s[5];
+  o->act_b = s[6];
+  return TJ_OK;
+}
+
+static tj_status call_dropout(tj_blocks *b, DLTensor *const *t, const double *s, void *stream) {
+  tj_dropout_opts o;
+  tj_status st = drop_opts(b, "dropout", s, &o);
+  return st != TJ_OK ? st : tj_dropout_fwd(b, t[0], t[1], t[2], &o, stream);
+}
+
+static tj_status call_dropout_bwd(tj_blocks *b, DLTensor *const *t, const double *s, void *stream) {
+  tj_dropout_opts o;
+  tj_status st = drop_opts(b, "dropout_bwd", s, &o);
+  return st != TJ_OK ? st : tj_dropout_bwd(b, t[0], t[1], t[2], t[3], t[4], &o, stream);
+}
+
+
+
 #define IN TJ_ROLE_IN
 #define OUT TJ_ROLE_OUT
 #define ROWS_DOC "[..., K] f16/bf16/f32"
@@ -106,8 +139,32 @@ static const tj_block_tensor rmsb_t[] = {
   { "dw", OUT, 1, "[K], x's dtype" },
 };
 static const tj_block_scalar eps_s[] = { { "eps", 1e-5, "added to the variance" } };
-
+static const tj_block_tensor do_t[] = {
+  { "x", IN, 0, ROWS_DOC },
+  { "bias", IN, 1, "[K], x's dtype" },
+  { "y", OUT, 0, "x's shape and dtype; may be x" },
+};
+static const tj_block_tensor dob_t[] = {
+  { "dy", IN, 0, ROWS_DOC },
+  { "x", IN, 1, "the forward input (not read when act is none)" },
+  { "bias", IN, 1, "[K], the forward bias" },
+  { "dx", OUT, 0, "dy's shape and dtype; may be dy" },
+  { "dbias", OUT, 1, "[K], x's dtype: the sum of dx over rows (deterministic)" },
+};
+static const tj_block_scalar do_s[] = {
+  { "p", 0.5, "probability of dropping an element, in [0, 1)" },
+  { "training", 1.0, "0: no dropout, y = act(x + bias)" },
+  { "seed", 0.0, "Philox key (an integer <= 2^53 here)" },
+  { "offset", 0.0, "first Philox counter (an integer <= 2^53 here)" },
+  { "act", 0.0, "tj_activation: 0 none, 1 relu, 2 leaky_relu, 3 gelu, 4 gelu_tanh, 5 squared_relu, "
+    "6 smelu, 7 star_relu" },
+  { "act_a", 0.0, "leaky_relu slope, smelu beta (> 0) or star_relu scale" },
+  { "act_b", 0.0, "star_relu bias" },
+};
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+enum { MAX_SCALARS = 8 };   // the most scalars an entry takes (tj_block_call copies them)
+_Static_assert(N(do_s) <= MAX_SCALARS, "dropout's scalars fit tj_block_call's copy");
 
 static const BlkEntry entries[] = {
   { { "softmax", "softmax or log-softmax over the last dimension, optionally causal and with an "
@@ -122,6 +179,10 @@ static const BlkEntry entries[] = {
       N(eps_s), eps_s }, call_rmsnorm },
   { { "rmsnorm_bwd", "dx, dw of rmsnorm (deterministic)", N(rmsb_t), rmsb_t, 0, NULL },
     call_rmsnorm_bwd },
+  { { "dropout", "y = dropout(act(x + bias), p) with a Philox mask keyed by (seed, offset, element index)",
+      N(do_t), do_t, N(do_s), do_s }, call_dropout },
+  { { "dropout_bwd", "dx (and dbias) of dropout(act(x + bias)), regenerating the mask", N(dob_t), dob_t,
+      N(do_s), do_s }, call_dropout_bwd },
 };
 
 int tj_block_count(void) { return N(entries); }
@@ -153,8 +214,8 @@ tj_status tj_block_call(tj_blocks *b, const tj_block_desc *d, DLTensor *const *t
                      d->nscalars, nscalars);
   if (nscalars > 0 && !scalars)
     return blk_error(b, TJ_ERR_INVALID_ARG, "%s: scalars is NULL", d->name);
-  double s[4] = { 0 };
-  for (int i = 0; i < d->nscalars && i < 4; i++) {
+  double s[MAX_SCALARS] = { 0 };
+  for (int i = 0; i < d->nscalars && i < MAX_SCALARS; i++) {
     s[i] = nscalars ? scalars[i] : d->scalars[i].default_value;
     if (!isfinite(s[i]))
       return blk_error(b, TJ_ERR_INVALID_ARG, "%s: scalar '%s' is not finite", d->name, d->scalars[i].name);

@@ -1,5 +1,6 @@
 /* blocks.h: the tilejit block library: fused softmax, LayerNorm and RMSNorm,
- * and dropout(activation(x + bias)), forward and backward, written in the tilejit language and callable from C.
+ * and dropout(activation(x + bias)), forward and backward, written in the
+ * tilejit language and callable from C.
  *
  * Tensors are DLPack DLTensors (<dlpack/dlpack.h>, v0.6) with explicit
  * strides (NULL strides mean compact row-major). dtype f16, bf16 or f32; the
@@ -234,6 +235,128 @@ TJ_API const tj_block_desc *tj_block_find(const char *name);  // NULL when unkno
 // nscalars be 0 or d->nscalars.
 TJ_API tj_status tj_block_call(tj_blocks *b, const tj_block_desc *d, DLTensor *const *tensors,
                                int ntensors, const double *scalars, int nscalars, void *stream);
+
+// ---------------------------------------------------------------- attention
+//
+// Blocksparse attention, one fused flash-style kernel per pass (no S x S
+// matrix is ever stored):
+//     o = softmax(scale * q k^T + M) v,   lse = logsumexp(scale * q k^T + M) per row
+// q, k, v, o: [B, H, S, D] with any non-negative strides (outputs must not
+// overlap themselves or the inputs), f16, bf16 (the fast path: tensor-core
+// dot operands, f32 accumulation) or f32; D = 32, 64 or 128. lse: [B, H, S]
+// f32. M is 0 where element (i, j) is live and -inf elsewhere; (i, j) is live
+// when the layout block (i / bs, j / bs) is 1 and, with causal, j <= i.
+// scale = 0 means 1 / sqrt(D).
+//
+// Rows with no live element (an empty layout row, or one whose blocks all
+// lie above the diagonal under causal) give o = 0 and lse = -inf, and zero
+// gradients in the backward pass. S must be a multiple of bs.
+//
+// The layout is a 0/1 array [heads, nb, nb] with heads = 1 (shared by all
+// heads) or H, nb = S / bs, bs in {16, 32, 64, 128}. A tj_attn_layout copies
+// it and builds its lookup tables (CSR: per head and query tile, the active
+// key tiles split into clean and masked ones; and the transposed lists for
+// the dK/dV pass) once per kernel tile config and causal flag, on the first
+// call that needs them (GPU: uploaded with synchronous copies), and reuses
+// them afterwards. The kernel tiles are independent of bs: tiles larger than
+// bs mask the off blocks element by element, smaller ones split a block. An
+// all-ones layout (bits = NULL) is dense, exact, memory-efficient attention;
+// layouts whose rows are single runs of blocks (dense, causal, sliding
+// windows) take a variant whose K/V addresses the compiler can prefetch.
+// A layout belongs to the handle that created it (and its context), is used
+// read-only by calls (several threads may share it), and is freed with
+// tj_attn_layout_free before the context.
+//
+// Backward: dq, dk, dv from q, k, v, o, lse (the forward's) and dout, with
+// the forward's layout, scale and causal flag. Deterministic, no atomics: a
+// first kernel writes dq and delta = rowsum(o * dout) (f32 scratch of
+// B * H * S floats from the handle, as the norms' backward pass uses: see
+// tj_norm_bwd_workspace), a second one dk and dv, each program owning its
+// rows. Gradients are computed in f32 and rounded once.
+//
+// Environment: TILEJIT_ATTN_CONFIG="BM,BN,W;BM,BN,W" overrides the GPU tile
+// (query rows, key rows, warps) of the forward and backward passes.
+
+typedef struct tj_attn_layout tj_attn_layout;
+
+// bits: [heads, nb, nb] row-major, nonzero = active; NULL: all ones.
+TJ_API tj_status tj_attn_layout_create(tj_blocks *b, const uint8_t *bits, int heads, int nb, int bs,
+                                       tj_attn_layout **out);
+TJ_API void tj_attn_layout_free(tj_attn_layout *l);
+// Active blocks, summed over the layout's heads.
+TJ_API int64_t tj_attn_layout_nnz(const tj_attn_layout *l);
+
+TJ_API tj_status tj_attention_fwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, const DLTensor *v,
+                                  const tj_attn_layout *layout, double scale, int causal, DLTensor *o,
+                                  DLTensor *lse, void *stream);
+TJ_API tj_status tj_attention_bwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, const DLTensor *v,
+                                  const DLTensor *o, const DLTensor *lse, const DLTensor *dout,
+                                  const tj_attn_layout *layout, double scale, int causal, DLTensor *dq,
+                                  DLTensor *dk, DLTensor *dv, void *stream);
+// Bytes of scratch the backward pass for q's shape needs (B * H * S * 4).
+TJ_API tj_status tj_attention_bwd_workspace_size(tj_blocks *b, const DLTensor *q, size_t *bytes);
+
+// ---------------------------------------------------------------- attention patterns
+//
+// Element masks as xFormers' attention_patterns defines them, and their
+// pooled block layouts, computed on the host. Each function writes
+//   mask:   u8 [S, S] (query i, key j; 1 = attend), or [heads, S, S] where a
+//           pattern is drawn per head; NULL to skip it;
+//   layout: u8 [nb, nb] (or [heads, nb, nb]), nb = S / bs: 1 where any element
+//           of the bs x bs block is 1 (max pooling, xFormers'
+//           pattern_to_layout); NULL to skip it (bs is then ignored).
+// Bad parameters give TJ_ERR_INVALID_ARG, with a message on b when b is not
+// NULL. 2-D patterns take an H x W grid, S = H * W, token t at row t / W,
+// column t % W; below, (r_i, c_i) is query i's position, (r_j, c_j) key j's.
+//
+//   local_1d     |i - j| <= window / 2             (window odd: self + 2 wings)
+//   causal_1d    j <= i
+//   random       u(seed, (h * S + i) * S + j) < density, per head h, where
+//                u(seed, n) = (splitmix64(seed + (n + 1) * 0x9E3779B97F4A7C15) >> 11) * 2^-53
+//                (splitmix64: z ^= z >> 30; z *= 0xBF58476D1CE4E5B9; z ^= z >> 27;
+//                z *= 0x94D049BB133111EB; z ^= z >> 31, all mod 2^64).
+//                (xFormers drew torch.rand > sparsity; density = 1 - sparsity.)
+//                Element-wise random masks pool to nearly dense layouts; for a
+//                random *block* layout call it with S = nb and bs = 1 and use the
+//                mask as the layout.
+//   global       g(i) || g(j), g = the listed global tokens (in [0, S))
+//   bigbird      random || local_1d || global
+//   longformer   local_1d || global                 (sliding window + global tokens)
+//   axial_2d     dim < 0: r_i == r_j || c_i == c_j  (xFormers' axial_2d_pattern);
+//                dim 0: c_i == c_j (attend along H); dim 1: r_i == r_j (along W)
+//   local_2d     ||(r_i - r_j, c_i - c_j)||_p < distance, in double: p = 1 sum of
+//                |.|, p = 2 sqrt of squares, p = inf the max, p = 0 the number of
+//                differing coordinates, else (|dr|^p + |dc|^p)^(1/p); p >= 0
+//   swin         windows of window x window, shifted: with s = (window - shift) %
+//                window, same (floor((r + s) / window), floor((c + s) / window))
+//                for i and j (the nearest-anchor rule of xFormers'
+//                swin_attention_pattern in closed form); H and W multiples of
+//                window, 0 <= shift < window
+//   dilated_2d   |r_i - r_j| % k == 0 && |c_i - c_j| % k == 0, k >= 1
+
+TJ_API tj_status tj_pattern_local_1d(tj_blocks *b, int64_t S, int64_t window, int64_t bs, uint8_t *mask,
+                                     uint8_t *layout);
+TJ_API tj_status tj_pattern_causal_1d(tj_blocks *b, int64_t S, int64_t bs, uint8_t *mask, uint8_t *layout);
+TJ_API tj_status tj_pattern_random(tj_blocks *b, int64_t S, int heads, double density, uint64_t seed,
+                                   int64_t bs, uint8_t *mask, uint8_t *layout);
+TJ_API tj_status tj_pattern_global(tj_blocks *b, int64_t S, const int64_t *tokens, int ntokens, int64_t bs,
+                                   uint8_t *mask, uint8_t *layout);
+TJ_API tj_status tj_pattern_bigbird(tj_blocks *b, int64_t S, int heads, int64_t window, const int64_t *tokens,
+                                    int ntokens, double density, uint64_t seed, int64_t bs, uint8_t *mask,
+                                    uint8_t *layout);
+TJ_API tj_status tj_pattern_longformer(tj_blocks *b, int64_t S, int64_t window, const int64_t *tokens,
+                                       int ntokens, int64_t bs, uint8_t *mask, uint8_t *layout);
+TJ_API tj_status tj_pattern_axial_2d(tj_blocks *b, int64_t H, int64_t W, int dim, int64_t bs, uint8_t *mask,
+                                     uint8_t *layout);
+TJ_API tj_status tj_pattern_local_2d(tj_blocks *b, int64_t H, int64_t W, double distance, double p,
+                                     int64_t bs, uint8_t *mask, uint8_t *layout);
+TJ_API tj_status tj_pattern_swin(tj_blocks *b, int64_t H, int64_t W, int64_t window, int64_t shift,
+                                 int64_t bs, uint8_t *mask, uint8_t *layout);
+TJ_API tj_status tj_pattern_dilated_2d(tj_blocks *b, int64_t H, int64_t W, int64_t k, int64_t bs,
+                                       uint8_t *mask, uint8_t *layout);
+// The pooled layout [heads, S / bs, S / bs] of an element mask [heads, S, S].
+TJ_API tj_status tj_pattern_to_layout(tj_blocks *b, const uint8_t *mask, int heads, int64_t S, int64_t bs,
+                                      uint8_t *layout);
 
 #ifdef __cplusplus
 }
