@@ -82,6 +82,9 @@ tj_status blk_view(tj_blocks *b, const char *op, const char *name, const DLTenso
 // a must have ref's shape / dtype.
 tj_status blk_same_shape(tj_blocks *b, const BlkView *a, const BlkView *ref);
 tj_status blk_same_dtype(tj_blocks *b, const BlkView *a, const BlkView *ref);
+// An optional [K] vector (w, bias, dbias...) of vx's dtype.
+tj_status blk_vec_view(tj_blocks *b, const char *op, const char *name, const DLTensor *t,
+                       const BlkView *vx, BlkView *v);
 // Whether v's rows are evenly spaced; *rs gets the spacing.
 bool blk_uniform_rows(const BlkView *v, int64_t *rs);
 // Checks that all non-NULL views live on one device that b can run on;

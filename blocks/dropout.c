@@ -85,21 +85,6 @@ static tj_status check_opts(tj_blocks *b, const char *op, const tj_dropout_opts 
   return TJ_OK;
 }
 
-// bias, dbias: [K], x's dtype.
-static tj_status vec_view(tj_blocks *b, const char *op, const char *name, const DLTensor *t,
-                          const BlkView *vx, BlkView *v) {
-  memset(v, 0, sizeof *v);
-  if (!t) return TJ_OK;
-  tj_status st = blk_view(b, op, name, t, BLK_FLOATS, v);
-  if (st != TJ_OK) return st;
-  if (t->ndim != 1 || t->shape[0] != vx->K) {
-    char s[128];
-    blk_shape_str(t, s, sizeof s);
-    return blk_error(b, TJ_ERR_INVALID_ARG, "%s shape %s differs from [K] = [%" PRId64 "]", name, s, vx->K);
-  }
-  return blk_same_dtype(b, v, vx);
-}
-
 static tj_status check_rows(tj_blocks *b, const char *op, const BlkView *vx) {
   if (vx->M > MAX_ROWS)
     return blk_error(b, TJ_ERR_UNSUPPORTED, "%s: x has %" PRId64 " rows; at most %d are supported", op,
@@ -221,7 +206,7 @@ tj_status tj_dropout_fwd(tj_blocks *b, const DLTensor *x, const DLTensor *bias, 
   if ((st = blk_view(b, op, "y", y, BLK_FLOATS, &vy)) != TJ_OK) return st;
   if ((st = blk_same_shape(b, &vy, &vx)) != TJ_OK) return st;
   if ((st = blk_same_dtype(b, &vy, &vx)) != TJ_OK) return st;
-  if ((st = vec_view(b, op, "bias", bias, &vx, &vb)) != TJ_OK) return st;
+  if ((st = blk_vec_view(b, op, "bias", bias, &vx, &vb)) != TJ_OK) return st;
   if ((st = check_opts(b, op, opts, &dp)) != TJ_OK) return st;
   if ((st = check_rows(b, op, &vx)) != TJ_OK) return st;
   BlkView *all[3] = { &vx, &vy, bias ? &vb : NULL };
@@ -298,8 +283,8 @@ tj_status tj_dropout_bwd(tj_blocks *b, const DLTensor *dy, const DLTensor *x, co
     if ((st = blk_same_shape(b, &vx, &vg)) != TJ_OK) return st;
     if ((st = blk_same_dtype(b, &vx, &vg)) != TJ_OK) return st;
   }
-  if ((st = vec_view(b, op, "bias", bias, &vg, &vb)) != TJ_OK) return st;
-  if ((st = vec_view(b, op, "dbias", dbias, &vg, &vdb)) != TJ_OK) return st;
+  if ((st = blk_vec_view(b, op, "bias", bias, &vg, &vb)) != TJ_OK) return st;
+  if ((st = blk_vec_view(b, op, "dbias", dbias, &vg, &vdb)) != TJ_OK) return st;
   if ((st = check_rows(b, op, &vg)) != TJ_OK) return st;
   BlkView *all[5] = { &vg, &vd, x ? &vx : NULL, bias ? &vb : NULL, dbias ? &vdb : NULL };
   bool gpu;

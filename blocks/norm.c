@@ -20,21 +20,6 @@
 
 #define LN_FILE "blocks/layernorm.tj"
 
-// w, b, dw, db: shape [K], x's dtype.
-static tj_status param_view(tj_blocks *b, const char *op, const char *name, const DLTensor *t,
-                            const BlkView *vx, BlkView *v) {
-  memset(v, 0, sizeof *v);
-  if (!t) return TJ_OK;
-  tj_status st = blk_view(b, op, name, t, BLK_FLOATS, v);
-  if (st != TJ_OK) return st;
-  if (t->ndim != 1 || t->shape[0] != vx->K) {
-    char s[128];
-    blk_shape_str(t, s, sizeof s);
-    return blk_error(b, TJ_ERR_INVALID_ARG, "%s shape %s differs from [K] = [%" PRId64 "]", name, s, vx->K);
-  }
-  return blk_same_dtype(b, v, vx);
-}
-
 // mean, rstd: f32, compact, shape x.shape[:-1] or [M].
 static tj_status stat_view(tj_blocks *b, const char *op, const char *name, const DLTensor *t,
                            const BlkView *vx, BlkView *v) {
@@ -88,8 +73,8 @@ static tj_status norm_fwd(tj_blocks *b, bool rms, const DLTensor *x, const DLTen
   if ((st = blk_view(b, op, "y", y, BLK_FLOATS, &vy)) != TJ_OK) return st;
   if ((st = blk_same_shape(b, &vy, &vx)) != TJ_OK) return st;
   if ((st = blk_same_dtype(b, &vy, &vx)) != TJ_OK) return st;
-  if ((st = param_view(b, op, "w", w, &vx, &vw)) != TJ_OK) return st;
-  if ((st = param_view(b, op, "b", bias, &vx, &vb)) != TJ_OK) return st;
+  if ((st = blk_vec_view(b, op, "w", w, &vx, &vw)) != TJ_OK) return st;
+  if ((st = blk_vec_view(b, op, "b", bias, &vx, &vb)) != TJ_OK) return st;
   memset(&vm, 0, sizeof vm);
   if (!rms && (st = stat_view(b, op, "mean", mean, &vx, &vm)) != TJ_OK) return st;
   if ((st = stat_view(b, op, "rstd", rstd, &vx, &vr)) != TJ_OK) return st;
@@ -183,9 +168,9 @@ static tj_status norm_bwd(tj_blocks *b, bool rms, const DLTensor *dy, const DLTe
   if ((st = blk_same_shape(b, &vd, &vx)) != TJ_OK) return st;
   if ((st = blk_same_dtype(b, &vg, &vx)) != TJ_OK) return st;
   if ((st = blk_same_dtype(b, &vd, &vx)) != TJ_OK) return st;
-  if ((st = param_view(b, op, "w", w, &vx, &vw)) != TJ_OK) return st;
-  if ((st = param_view(b, op, "dw", dw, &vx, &vdw)) != TJ_OK) return st;
-  if ((st = param_view(b, op, "db", db, &vx, &vdb)) != TJ_OK) return st;
+  if ((st = blk_vec_view(b, op, "w", w, &vx, &vw)) != TJ_OK) return st;
+  if ((st = blk_vec_view(b, op, "dw", dw, &vx, &vdw)) != TJ_OK) return st;
+  if ((st = blk_vec_view(b, op, "db", db, &vx, &vdb)) != TJ_OK) return st;
   memset(&vm, 0, sizeof vm);
   if (!rms && (st = stat_view(b, op, "mean", mean, &vx, &vm)) != TJ_OK) return st;
   if ((st = stat_view(b, op, "rstd", rstd, &vx, &vr)) != TJ_OK) return st;

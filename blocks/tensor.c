@@ -167,6 +167,22 @@ tj_status blk_same_dtype(tj_blocks *b, const BlkView *a, const BlkView *ref) {
                    ref->name, blk_dt(ref->dtype));
 }
 
+// A per-column vector (w, b, bias and their gradients): optional, shape [K],
+// the dtype of the reference view vx.
+tj_status blk_vec_view(tj_blocks *b, const char *op, const char *name, const DLTensor *t,
+                       const BlkView *vx, BlkView *v) {
+  memset(v, 0, sizeof *v);
+  if (!t) return TJ_OK;
+  tj_status st = blk_view(b, op, name, t, BLK_FLOATS, v);
+  if (st != TJ_OK) return st;
+  if (t->ndim != 1 || t->shape[0] != vx->K) {
+    char s[128];
+    blk_shape_str(t, s, sizeof s);
+    return blk_error(b, TJ_ERR_INVALID_ARG, "%s shape %s differs from [K] = [%" PRId64 "]", name, s, vx->K);
+  }
+  return blk_same_dtype(b, v, vx);
+}
+
 bool blk_uniform_rows(const BlkView *v, int64_t *rs) {
   int64_t nbatch = v->seq > 0 ? v->M / v->seq : 0;
   if (v->M <= 1) { *rs = v->K; return true; }
