@@ -2,7 +2,7 @@
  * tools and bindings that discover blocks at run time, as xFormers' registry
  * did.
  *
- * requires: the typed entry points (softmax.c, norm.c, dropout.c); produces: read-only
+ * requires: the typed entry points (softmax.c, norm.c, dropout.c, attention.c); produces: read-only
  * descriptors and tj_block_call, which maps a descriptor's tensor and scalar
  * lists onto the typed call. The table is const: nothing here is mutable.
  */
@@ -86,7 +86,13 @@ static tj_status call_dropout_bwd(tj_blocks *b, DLTensor *const *t, const double
   return st != TJ_OK ? st : tj_dropout_bwd(b, t[0], t[1], t[2], t[3], t[4], &o, stream);
 }
 
+static tj_status call_attention(tj_blocks *b, DLTensor *const *t, const double *s, void *stream) {
+  return blk_attn_call(b, false, t, s, stream);
+}
 
+static tj_status call_attention_bwd(tj_blocks *b, DLTensor *const *t, const double *s, void *stream) {
+  return blk_attn_call(b, true, t, s, stream);
+}
 
 #define IN TJ_ROLE_IN
 #define OUT TJ_ROLE_OUT
@@ -161,6 +167,33 @@ static const tj_block_scalar do_s[] = {
   { "act_a", 0.0, "leaky_relu slope, smelu beta (> 0) or star_relu scale" },
   { "act_b", 0.0, "star_relu bias" },
 };
+#define QKV_DOC "[B, H, S, D] f16/bf16/f32, D 32/64/128, any strides"
+#define LAYOUT_DOC "optional u8 host [heads, nb, nb] 0/1 block layout, heads 1 or H, bs = S / nb (NULL: dense)"
+static const tj_block_tensor at_t[] = {
+  { "q", IN, 0, QKV_DOC },
+  { "k", IN, 0, QKV_DOC },
+  { "v", IN, 0, QKV_DOC },
+  { "layout", IN, 1, LAYOUT_DOC },
+  { "o", OUT, 0, "q's shape and dtype" },
+  { "lse", OUT, 0, "[B, H, S] f32 logsumexp (-inf for rows with nothing live)" },
+};
+static const tj_block_tensor atb_t[] = {
+  { "q", IN, 0, QKV_DOC },
+  { "k", IN, 0, QKV_DOC },
+  { "v", IN, 0, QKV_DOC },
+  { "o", IN, 0, "the forward output" },
+  { "lse", IN, 0, "the forward lse" },
+  { "dout", IN, 0, "q's shape and dtype" },
+  { "layout", IN, 1, LAYOUT_DOC },
+  { "dq", OUT, 0, "q's shape and dtype" },
+  { "dk", OUT, 0, "q's shape and dtype" },
+  { "dv", OUT, 0, "q's shape and dtype" },
+};
+static const tj_block_scalar at_s[] = {
+  { "scale", 0.0, "score scale; 0: 1 / sqrt(D)" },
+  { "causal", 0.0, "1: also mask j > i" },
+};
+
 #define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 enum { MAX_SCALARS = 8 };   // the most scalars an entry takes (tj_block_call copies them)
@@ -183,6 +216,11 @@ static const BlkEntry entries[] = {
       N(do_t), do_t, N(do_s), do_s }, call_dropout },
   { { "dropout_bwd", "dx (and dbias) of dropout(act(x + bias)), regenerating the mask", N(dob_t), dob_t,
       N(do_s), do_s }, call_dropout_bwd },
+  { { "attention", "blocksparse flash attention o = softmax(scale q k^T + mask) v; saves lse (the layout "
+      "tensor becomes a temporary tj_attn_layout: the C API reuses one)", N(at_t), at_t, N(at_s), at_s },
+    call_attention },
+  { { "attention_bwd", "dq, dk, dv of blocksparse attention (deterministic)", N(atb_t), atb_t, N(at_s), at_s },
+    call_attention_bwd },
 };
 
 int tj_block_count(void) { return N(entries); }

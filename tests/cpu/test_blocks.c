@@ -402,7 +402,8 @@ START_TEST(bad_inputs) {
 END_TEST
 
 START_TEST(registry) {
-  ck_assert_int_eq(tj_block_count(), 8);   // and dropout, dropout_bwd (tests/cpu/test_dropout.c)
+  ck_assert_int_eq(tj_block_count(), 10);   // and dropout, dropout_bwd (tests/cpu/test_dropout.c),
+                                            // attention, attention_bwd (tests/cpu/test_attention.c)
   const char *names[] = { "softmax", "softmax_bwd", "layernorm", "layernorm_bwd", "rmsnorm", "rmsnorm_bwd" };
   for (int i = 0; i < 6; i++) {
     const tj_block_desc *d = tj_block_find(names[i]);
@@ -411,7 +412,7 @@ START_TEST(registry) {
     ck_assert_int_gt(d->ntensors, 0);
   }
   ck_assert_ptr_null(tj_block_find("no_such_block"));
-  ck_assert_ptr_null(tj_block_at(8));
+  ck_assert_ptr_null(tj_block_at(10));
 
   // Call softmax by name: log-softmax, causal, through the descriptor.
   const tj_block_desc *d = tj_block_find("softmax");
