@@ -328,6 +328,7 @@ static void lower_tunable(Sema *s, const Node *n) {
     return;
   }
   bool warps = !strcmp(n->name, "num_warps");
+  bool stages = !strcmp(n->name, "num_stages");
   int cap = n->rhs ? n->rhs->nargs : 0;
   for (const Node *e = n->rhs ? n->rhs->args : NULL; e; e = e->next) cap++;
   int64_t *vals = arena_alloc(s->a, sizeof(int64_t) * (size_t)(cap + 1));
@@ -357,6 +358,12 @@ static void lower_tunable(Sema *s, const Node *n) {
     if (warps && (!is_pow2(v.i) || v.i > 32)) {
       diag_at(s->d, DIAG_ERROR, expr_span(e),
               "num_warps must be a power of two from 1 to 32, got %lld", (long long)v.i);
+      ok = false;
+      continue;
+    }
+    if (stages && (v.i < 1 || v.i > 8)) {
+      diag_at(s->d, DIAG_ERROR, expr_span(e), "num_stages must be from 1 (no pipelining) to 8, got %lld",
+              (long long)v.i);
       ok = false;
       continue;
     }
@@ -395,6 +402,7 @@ static void lower_tunable(Sema *s, const Node *n) {
     vec_push(s->a, &s->tunables, t);
   }
   if (warps) s->tunable_warps = (int)val;
+  if (stages) s->tunable_stages = (int)val;
   record_const(s, n->name, int_text(s, val));
   Dtype dt = val >= INT32_MIN && val <= INT32_MAX ? DT_I32 : DT_I64;
   scope_bind(s, n->name, sv_int(val, dt, false), BIND_CONST, n->nameloc);
@@ -907,6 +915,9 @@ struct TirFunc *sema_lower(Arena *a, Diag *d, const Module *m, const SemaOptions
 
   TirFunc *f = s->f;
   f->num_warps = s->opt->num_warps > 0 ? s->opt->num_warps : s->tunable_warps > 0 ? s->tunable_warps : 4;
+  // 0 lets codegen pick its default; a `tunable num_stages` is also a
+  // constant, so it is part of every cache and tuning key.
+  f->num_stages = s->tunable_stages;
   f->nconsts = s->consts.len;
   f->consts = arena_alloc(a, sizeof(TirConstDef) * (size_t)(f->nconsts + 1));
   f->ntunables = s->tunables.len;

@@ -80,6 +80,7 @@ typedef struct Sema {
   PtrVec consts;         // TirConstDef*
   PtrVec tunables;       // TirTunable*
   int tunable_warps;     // value of `tunable num_warps`, 0 if none
+  int tunable_stages;    // value of `tunable num_stages`, 0 if none
 } Sema;
 
 #define SEMA_MAX_DEPTH 32

@@ -181,6 +181,29 @@ START_TEST(ptx_with_source_and_assumptions) {
 }
 END_TEST
 
+START_TEST(num_stages_tunable) {
+  // `tunable num_stages` reaches the pipeliner: 1 turns cp.async off.
+  const char *base[] = { "compile", "examples/matmul.tj", "-D", "T=f16", "-D", "BLOCK_M=64", "-D", "BLOCK_N=64",
+                         "-D", "BLOCK_K=32", "--assume", "all", "--emit", "ptx", "--no-cache", "-D", NULL, NULL };
+  base[16] = "num_stages=1";
+  Run r = run_cli(base);
+  ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.out, "mma.sync.aligned.m16n8k16"));
+  ck_assert_ptr_null(strstr(r.out, "cp.async"));
+  run_free(&r);
+  base[16] = "num_stages=3";
+  r = run_cli(base);
+  ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.out, "cp.async"));
+  run_free(&r);
+  base[16] = "num_stages=5";
+  r = run_cli(base);
+  ck_assert_int_eq(r.status, 1);
+  ck_assert_ptr_nonnull(strstr(r.err, "-D num_stages=5 is not in the tunable set {3, 2, 4, 1}"));
+  run_free(&r);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("cli");
   TCase *tc = tcase_create("cli");
@@ -191,6 +214,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, diagnostics_with_carets);
   tcase_add_test(tc, tir_matches_api);
   tcase_add_test(tc, ptx_with_source_and_assumptions);
+  tcase_add_test(tc, num_stages_tunable);
   suite_add_tcase(s, tc);
   return s;
 }
