@@ -4,7 +4,8 @@
  * The data path of one call: the entry (softmax.c, norm.c) turns each
  * DLTensor into a BlkView (tensor.c: validation, rows x K with strides),
  * checks the views against each other and the device, picks a tile config
- * (core.c: blk_pick_config, the one place an autotuner would plug in), gets
+ * (tuning.c: blk_choose_config, the autotuner on the GPU around core.c's
+ * heuristic blk_pick_config), gets
  * the compiled specialisation from the handle's cache (blk_kernel) and runs
  * it on the CPU interpreter or the GPU (blk_run). Nothing is launched until
  * every check of the call has passed.
@@ -43,6 +44,8 @@ typedef struct BlkKernel {
   tj_kernel *k;
 } BlkKernel;
 
+typedef struct BlkTuner BlkTuner;   // tuning.c
+
 struct tj_blocks {
   tj_ctx *ctx;
   pthread_mutex_t mu;     // guards everything below
@@ -55,6 +58,9 @@ struct tj_blocks {
   size_t user_ws_bytes;
   int64_t reg_limit;      // largest row kept in registers (elements); tests lower it
   BlkDropCfg drop_cfg;    // blk_dropout_force_config (block 0: the heuristic)
+  bool autotune;          // GPU tile configs from the autotuner (TILEJIT_AUTOTUNE, tj_blocks_set_autotune)
+  BlkTuner **tuners;      // one per (kernel, fixed defines); tuning.c
+  int ntuners, tuners_cap;
 };
 
 // ---------------------------------------------------------------- tensor.c
@@ -158,6 +164,50 @@ static inline tj_arg blk_ptr_arg(const BlkView *v) { return tj_arg_ptr(v->data, 
 
 // Test hook: rows longer than `elems` use the looped kernels (0: default).
 void blk_set_reg_limit(tj_blocks *b, int64_t elems);
+
+// ---------------------------------------------------------------- tuning.c
+
+// What a call asks of blk_choose_config: the kernel without its tile (the
+// defines exclude BLOCK and ROWS) and the arguments one launch takes, so
+// that the tuner can benchmark candidates on them (written pointers on
+// scratch copies).
+typedef struct BlkTuneReq {
+  BlkOp op;
+  tj_dtype dt;
+  const char *file;
+  const char *src;
+  size_t srclen;
+  const char *kernel;
+  const char *const *defines;
+  int ndefines;
+  int64_t M, K, rows_cap;
+  const tj_arg *args;
+  int nargs;
+  int m_arg;           // index of the argument M (grid = cdiv(M, ROWS)); for BLK_NORM_BWD, of G (grid = G)
+  uint64_t written;    // bit i: argument i is written
+  void *stream;
+} BlkTuneReq;
+
+// The tile config of a call: blk_pick_config's, except on the GPU with
+// tuning on and a register kernel, where the tuner's best for the bucketed
+// (K, M, rows cap) is used, tuning that key first if it is new. A tuning
+// failure warns and falls back to the heuristic; it never fails the call.
+BlkConfig blk_choose_config(tj_blocks *b, const BlkTuneReq *r, bool gpu);
+
+// The parts, exported for the CPU tests.
+enum { BLK_TK_K, BLK_TK_M, BLK_TK_RCAP, BLK_TK_N };   // key sizes, in order
+// Bucket of one key size ("K", "M" or "rcap").
+int64_t blk_tune_bucket(const char *name, int64_t v, void *user);
+// Whether (block, rows, num_warps) is a candidate for op at bucketed key
+// sizes ks (the prune rule; h: the heuristic at ks).
+bool blk_tune_keep(const tj_blocks *b, BlkOp op, tj_dtype dt, const int64_t ks[BLK_TK_N], int64_t block,
+                   int64_t rows, int64_t num_warps);
+// The tuner of r's (kernel, defines), created on first use (NULL and a
+// warning if it cannot be). Owned by b.
+struct tj_tuner *blk_tuner_for(tj_blocks *b, const BlkTuneReq *r);
+void blk_tuners_free(tj_blocks *b);
+// TILEJIT_AUTOTUNE is not off.
+bool blk_autotune_default(void);
 
 // ---------------------------------------------------------------- norm.c
 

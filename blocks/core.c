@@ -8,8 +8,8 @@
  * launch. GPU specialisations are full compiles (the runtime's cache makes
  * the second process cheap); interpreter ones stop after the tile IR.
  *
- * Config choice lives in blk_pick_config alone, so that an autotuner can
- * replace the heuristic without touching the entries.
+ * The heuristic tile config lives in blk_pick_config alone; on the GPU the
+ * autotuner (tuning.c) searches around it.
  */
 #include "blocks_int.h"
 
@@ -46,6 +46,7 @@ tj_status tj_blocks_create(tj_ctx *ctx, tj_blocks **out) {
   }
   b->ctx = ctx;
   b->reg_limit = REG_LIMIT;
+  b->autotune = blk_autotune_default();
   *out = b;
   return TJ_OK;
 }
@@ -57,6 +58,7 @@ void tj_blocks_free(tj_blocks *b) {
     free(b->kernels[i].key);
   }
   free(b->kernels);
+  blk_tuners_free(b);
   if (b->scratch) tj_device_free(b->ctx, b->scratch);
   pthread_mutex_destroy(&b->mu);
   free(b);
@@ -92,7 +94,8 @@ int64_t blk_pow2_floor(int64_t x) {
 
 static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : (int)v; }
 
-// The heuristic (until the autotuner):
+// The heuristic (the tile config itself with TILEJIT_AUTOTUNE=0 and on the
+// interpreter; the centre of the autotuner's search otherwise):
 //  - a row fits in registers when its power-of-two tile is <= reg_limit
 //    elements; else the looped kernels walk it in 4096-element chunks;
 //  - short rows are packed ROWS to a program up to ~2048 elements per tile,
@@ -125,7 +128,7 @@ BlkConfig blk_pick_config(const tj_blocks *b, BlkOp op, tj_dtype dt, int64_t M, 
   // Threads per element measured on the H200 (bench/bench_rows.py): softmax
   // rows are fastest at 16 elements per thread (4096 wide: 8 warps), the
   // norms, which hold more live values per element, at 32 (8192 wide: 8
-  // warps). The autotuner can replace this choice.
+  // warps). The autotuner (tuning.c) tries the neighbours of this choice.
   int per_thread = (op == BLK_SOFTMAX_FWD || op == BLK_SOFTMAX_BWD) ? 512 : 1024;
   c.num_warps = clampi(numel / per_thread, 1, op == BLK_NORM_BWD ? 32 : 16);
   return c;

@@ -9,7 +9,10 @@
  * partial column sums of dy * xhat and dy into row p of an f32 scratch
  * ([2, G, K]); the second kernel adds the G rows of each column in a fixed
  * order. G depends only on the shape and the device (about two programs per
- * SM), so a given problem on a given GPU always gives the same bits.
+ * SM), so a given problem on a given GPU with a given tile config always
+ * gives the same bits. The autotuner (tuning.c) picks num_warps of both
+ * passes' row kernels, never ROWS of the backward one (it sets G); a tuned
+ * config is stored, so it too stays the same run to run.
  */
 #include "blocks_int.h"
 
@@ -89,18 +92,6 @@ static tj_status norm_fwd(tj_blocks *b, bool rms, const DLTensor *x, const DLTen
   BlkView *rv[2] = { &vx, &vy };
   BlkRows r = blk_plan_rows(rv, 2, false);
   if (gpu) blk_sm_count(b);
-  BlkConfig c = blk_pick_config(b, BLK_NORM_FWD, vx.dtype, vx.M, vx.K, r.rows_cap, gpu);
-  BlkDefs d = { .n = 0 };
-  blk_def(&d, "T", blk_dt(vx.dtype));
-  blk_def_int(&d, "BLOCK", c.block);
-  blk_def_int(&d, "ROWS", c.rows);
-  blk_def(&d, "RMS", tf(rms));
-  blk_def(&d, "HAS_W", tf(w != NULL));
-  blk_def(&d, "HAS_B", tf(bias != NULL));
-  tj_kernel *k;
-  st = blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, "norm_fwd", d.p, d.n,
-                  c.num_warps, gpu, &k);
-  if (st != TJ_OK) return st;
   int64_t sxb, sxr, syb, syr;
   blk_row_strides(&r, &vx, &sxb, &sxr);
   blk_row_strides(&r, &vy, &syb, &syr);
@@ -109,6 +100,22 @@ static tj_status norm_fwd(tj_blocks *b, bool rms, const DLTensor *x, const DLTen
     blk_ptr_arg(&vr), tj_arg_int(vx.M), tj_arg_int(vx.K), tj_arg_int(r.seq),
     tj_arg_int(sxb), tj_arg_int(sxr), tj_arg_int(syb), tj_arg_int(syr), tj_arg_float(eps),
   };
+  BlkDefs d = { .n = 0 };
+  blk_def(&d, "T", blk_dt(vx.dtype));
+  blk_def(&d, "RMS", tf(rms));
+  blk_def(&d, "HAS_W", tf(w != NULL));
+  blk_def(&d, "HAS_B", tf(bias != NULL));
+  BlkTuneReq req = { .op = BLK_NORM_FWD, .dt = vx.dtype, .file = LN_FILE, .src = blk_src_layernorm,
+                     .srclen = blk_src_layernorm_len, .kernel = "norm_fwd", .defines = d.p, .ndefines = d.n,
+                     .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 14, .m_arg = 6,
+                     .written = 1u << 0 | 1u << 4 | 1u << 5, .stream = stream };
+  BlkConfig c = blk_choose_config(b, &req, gpu);
+  blk_def_int(&d, "BLOCK", c.block);
+  blk_def_int(&d, "ROWS", c.rows);
+  tj_kernel *k;
+  st = blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, "norm_fwd", d.p, d.n,
+                  c.num_warps, gpu, &k);
+  if (st != TJ_OK) return st;
   return blk_run(b, k, gpu, (unsigned)((vx.M + c.rows - 1) / c.rows), a, 14, stream);
 }
 
@@ -199,14 +206,37 @@ static tj_status norm_bwd(tj_blocks *b, bool rms, const DLTensor *dy, const DLTe
   size_t need = (size_t)2 * (size_t)G * (size_t)vx.K * 4;
   if ((want_dw || want_db) && (st = blk_scratch(b, gpu, need, &part, &owned)) != TJ_OK) return st;
 
+  int64_t s[6] = { 0 };
+  if (!vx.empty) {
+    blk_row_strides(&r, &vx, &s[0], &s[1]);
+    blk_row_strides(&r, &vg, &s[2], &s[3]);
+    blk_row_strides(&r, &vd, &s[4], &s[5]);
+  }
+  int64_t rpp = G > 0 ? (vx.M + G - 1) / G : 0;
+  tj_arg a[18] = {
+    blk_ptr_arg(&vd), blk_ptr_arg(&vg), blk_ptr_arg(&vx), blk_ptr_arg(&vw), blk_ptr_arg(&vm),
+    blk_ptr_arg(&vr), tj_arg_ptr(part, part ? need : 0),
+    tj_arg_int(vx.M), tj_arg_int(vx.K), tj_arg_int(r.seq), tj_arg_int(rpp), tj_arg_int(G),
+    tj_arg_int(s[0]), tj_arg_int(s[1]), tj_arg_int(s[2]), tj_arg_int(s[3]), tj_arg_int(s[4]),
+    tj_arg_int(s[5]),
+  };
   BlkDefs d = { .n = 0 };
   blk_def(&d, "T", blk_dt(vx.dtype));
-  blk_def_int(&d, "BLOCK", c.block);
-  blk_def_int(&d, "ROWS", c.rows);
   blk_def(&d, "RMS", tf(rms));
   blk_def(&d, "HAS_W", tf(w != NULL));
   blk_def(&d, "DW", tf(want_dw));
   blk_def(&d, "DB", tf(want_db));
+  if (!vx.empty) {
+    // Only num_warps is tuned here: ROWS fixes G (blk_norm_bwd_plan).
+    BlkTuneReq req = { .op = BLK_NORM_BWD, .dt = vx.dtype, .file = LN_FILE, .src = blk_src_layernorm,
+                       .srclen = blk_src_layernorm_len, .kernel = "norm_bwd", .defines = d.p, .ndefines = d.n,
+                       .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 18, .m_arg = 11,
+                       .written = 1u << 0 | 1u << 6, .stream = stream };
+    BlkConfig t = blk_choose_config(b, &req, gpu);
+    if (t.block == c.block && t.rows == c.rows) c.num_warps = t.num_warps;
+  }
+  blk_def_int(&d, "BLOCK", c.block);
+  blk_def_int(&d, "ROWS", c.rows);
   tj_kernel *k1 = NULL, *k2 = NULL;
   st = vx.empty ? TJ_OK
                 : blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, "norm_bwd", d.p, d.n,
@@ -225,21 +255,7 @@ static tj_status norm_bwd(tj_blocks *b, bool rms, const DLTensor *dy, const DLTe
   // No rows but dw or db wanted: they are sums over nothing, which the
   // second kernel writes when G = 0.
   if (vx.empty) G = 0;
-  if (st == TJ_OK && G > 0) {
-    int64_t s[6];
-    blk_row_strides(&r, &vx, &s[0], &s[1]);
-    blk_row_strides(&r, &vg, &s[2], &s[3]);
-    blk_row_strides(&r, &vd, &s[4], &s[5]);
-    int64_t rpp = (vx.M + G - 1) / G;
-    tj_arg a[18] = {
-      blk_ptr_arg(&vd), blk_ptr_arg(&vg), blk_ptr_arg(&vx), blk_ptr_arg(&vw), blk_ptr_arg(&vm),
-      blk_ptr_arg(&vr), tj_arg_ptr(part, part ? need : 0),
-      tj_arg_int(vx.M), tj_arg_int(vx.K), tj_arg_int(r.seq), tj_arg_int(rpp), tj_arg_int(G),
-      tj_arg_int(s[0]), tj_arg_int(s[1]), tj_arg_int(s[2]), tj_arg_int(s[3]), tj_arg_int(s[4]),
-      tj_arg_int(s[5]),
-    };
-    st = blk_run(b, k1, gpu, (unsigned)G, a, 18, stream);
-  }
+  if (st == TJ_OK && G > 0) st = blk_run(b, k1, gpu, (unsigned)G, a, 18, stream);
   if (st == TJ_OK && k2) {
     tj_arg a2[5] = {
       blk_ptr_arg(&vdw), blk_ptr_arg(&vdb), tj_arg_ptr(part, need), tj_arg_int(G), tj_arg_int(vx.K),

@@ -8,8 +8,13 @@
  * softmax.tj). When neither the causal nor the additive mask needs the
  * position within the sequence and every tensor's rows are evenly spaced,
  * the whole tensor is one sequence (seq = M): the row packing is then free
- * to take any number of rows. Otherwise a program's rows may cross at most
- * one sequence boundary, so rows per program is capped by seq.
+ * to take any number of rows. Otherwise rows per program is capped by seq
+ * (blk_plan_rows, shared with dropout, whose kernels need it); the softmax
+ * kernels themselves divide per row and would take any count.
+ *
+ * The tile config comes from blk_choose_config (tuning.c): on the GPU the
+ * autotuner's, benchmarked on this call's arguments the first time a shape
+ * bucket is seen (y, resp. dx, on a scratch copy).
  */
 #include "blocks_int.h"
 
@@ -59,19 +64,6 @@ tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_
   bool mask_rows = has_mask && vm.M > 1;
   BlkRows r = blk_plan_rows(rv, 2, o->causal || mask_rows);
   if (gpu) blk_sm_count(b);
-  BlkConfig c = blk_pick_config(b, BLK_SOFTMAX_FWD, vx.dtype, vx.M, vx.K, r.rows_cap, gpu);
-  BlkDefs d = { .n = 0 };
-  blk_def(&d, "T", blk_dt(vx.dtype));
-  blk_def(&d, "MT", blk_dt(has_mask ? vm.dtype : vx.dtype));
-  blk_def_int(&d, "BLOCK", c.block);
-  if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
-  blk_def(&d, "LOG", o->log ? "true" : "false");
-  blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
-  blk_def(&d, "HAS_MASK", has_mask ? "true" : "false");
-  tj_kernel *k;
-  st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len,
-                  c.looped ? "softmax_fwd_online" : "softmax_fwd", d.p, d.n, c.num_warps, gpu, &k);
-  if (st != TJ_OK) return st;
   int64_t sxb, sxr, syb, syr;
   blk_row_strides(&r, &vx, &sxb, &sxr);
   blk_row_strides(&r, &vy, &syb, &syr);
@@ -81,6 +73,23 @@ tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_
     tj_arg_int(sxb), tj_arg_int(sxr), tj_arg_int(syb), tj_arg_int(syr),
     tj_arg_int(mask_rows ? vm.s_r : 0),
   };
+  BlkDefs d = { .n = 0 };
+  blk_def(&d, "T", blk_dt(vx.dtype));
+  blk_def(&d, "MT", blk_dt(has_mask ? vm.dtype : vx.dtype));
+  blk_def(&d, "LOG", o->log ? "true" : "false");
+  blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
+  blk_def(&d, "HAS_MASK", has_mask ? "true" : "false");
+  BlkTuneReq req = { .op = BLK_SOFTMAX_FWD, .dt = vx.dtype, .file = SM_FILE, .src = blk_src_softmax,
+                     .srclen = blk_src_softmax_len, .kernel = "softmax_fwd", .defines = d.p, .ndefines = d.n,
+                     .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 11, .m_arg = 3,
+                     .written = 1u << 0, .stream = stream };
+  BlkConfig c = blk_choose_config(b, &req, gpu);
+  blk_def_int(&d, "BLOCK", c.block);
+  if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
+  tj_kernel *k;
+  st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len,
+                  c.looped ? "softmax_fwd_online" : "softmax_fwd", d.p, d.n, c.num_warps, gpu, &k);
+  if (st != TJ_OK) return st;
   unsigned grid = (unsigned)(c.looped ? vx.M : (vx.M + c.rows - 1) / c.rows);
   return blk_run(b, k, gpu, grid, a, 11, stream);
 }
@@ -108,17 +117,6 @@ tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DL
 
   BlkRows r = blk_plan_rows(all, 3, o->causal);
   if (gpu) blk_sm_count(b);
-  BlkConfig c = blk_pick_config(b, BLK_SOFTMAX_BWD, vy.dtype, vy.M, vy.K, r.rows_cap, gpu);
-  BlkDefs d = { .n = 0 };
-  blk_def(&d, "T", blk_dt(vy.dtype));
-  blk_def_int(&d, "BLOCK", c.block);
-  if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
-  blk_def(&d, "LOG", o->log ? "true" : "false");
-  blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
-  tj_kernel *k;
-  st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len,
-                  c.looped ? "softmax_bwd_online" : "softmax_bwd", d.p, d.n, c.num_warps, gpu, &k);
-  if (st != TJ_OK) return st;
   int64_t s[6];
   blk_row_strides(&r, &vy, &s[0], &s[1]);
   blk_row_strides(&r, &vg, &s[2], &s[3]);
@@ -129,6 +127,21 @@ tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DL
     tj_arg_int(s[0]), tj_arg_int(s[1]), tj_arg_int(s[2]), tj_arg_int(s[3]), tj_arg_int(s[4]),
     tj_arg_int(s[5]),
   };
+  BlkDefs d = { .n = 0 };
+  blk_def(&d, "T", blk_dt(vy.dtype));
+  blk_def(&d, "LOG", o->log ? "true" : "false");
+  blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
+  BlkTuneReq req = { .op = BLK_SOFTMAX_BWD, .dt = vy.dtype, .file = SM_FILE, .src = blk_src_softmax,
+                     .srclen = blk_src_softmax_len, .kernel = "softmax_bwd", .defines = d.p, .ndefines = d.n,
+                     .M = vy.M, .K = vy.K, .rows_cap = r.rows_cap, .args = a, .nargs = 12, .m_arg = 3,
+                     .written = 1u << 0, .stream = stream };
+  BlkConfig c = blk_choose_config(b, &req, gpu);
+  blk_def_int(&d, "BLOCK", c.block);
+  if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
+  tj_kernel *k;
+  st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len,
+                  c.looped ? "softmax_bwd_online" : "softmax_bwd", d.p, d.n, c.num_warps, gpu, &k);
+  if (st != TJ_OK) return st;
   unsigned grid = (unsigned)(c.looped ? vy.M : (vy.M + c.rows - 1) / c.rows);
   return blk_run(b, k, gpu, grid, a, 12, stream);
 }

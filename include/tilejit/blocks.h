@@ -23,12 +23,26 @@
  * Kernels are compiled on first use, once per specialisation (variant,
  * dtype, tile config) and handle; a tj_blocks handle is safe to use from
  * several threads.
+ *
+ * Tile configs. On the GPU, softmax (forward and backward) and LayerNorm /
+ * RMSNorm (forward and backward) take their tile (rows per program,
+ * num_warps) from the autotuner (autotune.h): the first call on a new
+ * (op, dtype, variant, bucketed row length, bucketed row count) benchmarks a
+ * few candidates around a heuristic choice, on scratch copies of the outputs
+ * (the call's inputs and outputs are not disturbed; the call itself then
+ * runs as usual), and stores the best on disk beside the compile cache;
+ * later calls, and later processes, use the stored best without
+ * benchmarking. TILEJIT_AUTOTUNE=0 (or tj_blocks_set_autotune(b, 0)) uses the
+ * heuristic alone. A tuning failure falls back to the heuristic (a warning,
+ * see TILEJIT_VERBOSE), never an error. The interpreter (kDLCPU) never
+ * tunes. Benchmarks should make one call per shape before timing.
  */
 #ifndef TILEJIT_BLOCKS_H
 #define TILEJIT_BLOCKS_H
 
 #include <dlpack/dlpack.h>
 
+#include "autotune.h"
 #include "tilejit.h"
 
 #ifdef __cplusplus
@@ -45,6 +59,13 @@ TJ_API tj_ctx *tj_blocks_ctx(const tj_blocks *b);
 TJ_API const char *tj_blocks_last_error(const tj_blocks *b);
 // Number of kernel specialisations compiled and kept by b so far.
 TJ_API int tj_blocks_num_kernels(const tj_blocks *b);
+// on = 0: the heuristic tile configs from now on; on = 1: tuned ones (the
+// default unless TILEJIT_AUTOTUNE=0 was set when b was created).
+TJ_API tj_status tj_blocks_set_autotune(tj_blocks *b, int on);
+// The autotuner's counters, summed over b's tuners (zeros before any tuned
+// call): tunings (keys benchmarked), disk_hits (keys answered from a stored
+// result), mem_hits, configs_timed...
+TJ_API tj_status tj_blocks_tune_stats(const tj_blocks *b, tj_tune_stats *out);
 
 // ---------------------------------------------------------------- softmax
 

@@ -7,12 +7,22 @@
  * tensor's largest value). Shapes are small (the interpreter is slow): K =
  * 1, 3, 1000; M = 1; rows with stride > K; batch-strided views. The looped
  * (online) softmax kernels are reached by lowering the register limit.
+ *
+ * The "tuning" case checks the GPU autotuning of the tile configs without a
+ * GPU: the candidate rule and the key buckets directly, and the whole path
+ * (tuner, pruning, choice, disk store, fallback) with the device identity
+ * set by hand and the benchmark replaced by a hook (autotune/tune.h), the
+ * candidates still compiled to PTX for real.
  */
+#define _GNU_SOURCE
 #include <check.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "autotune/tune.h"
 #include "blocks/blocks_int.h"
 #include "blocks_ref.h"
 #include "testutil.h"
@@ -488,6 +498,287 @@ START_TEST(embedded_sources_current) {
 }
 END_TEST
 
+
+// ---------------------------------------------------------------- tuning
+
+static const BlkOp all_ops[] = { BLK_SOFTMAX_FWD, BLK_SOFTMAX_BWD, BLK_NORM_FWD, BLK_NORM_BWD };
+
+static void bucket3(int64_t K, int64_t M, int64_t cap, int64_t ks[BLK_TK_N]) {
+  ks[BLK_TK_K] = blk_tune_bucket("K", K, NULL);
+  ks[BLK_TK_M] = blk_tune_bucket("M", M, NULL);
+  ks[BLK_TK_RCAP] = blk_tune_bucket("rcap", cap, NULL);
+}
+
+typedef struct Cands {
+  int n;
+  int64_t v[600][3];   // block, rows, num_warps
+} Cands;
+
+// Every point of the tuners' space (tuning.c's axes) that the rule keeps.
+static void candidates_of(BlkOp op, const int64_t ks[BLK_TK_N], Cands *c) {
+  c->n = 0;
+  for (int64_t blk_ = 16; blk_ <= 16384; blk_ *= 2)
+    for (int64_t r = 1; r <= 256; r *= 2)
+      for (int64_t w = 1; w <= 32; w *= 2)
+        if (blk_tune_keep(blk, op, TJ_F16, ks, blk_, r, w)) {
+          c->v[c->n][0] = blk_, c->v[c->n][1] = r, c->v[c->n][2] = w;
+          c->n++;
+        }
+}
+
+static bool has_cand(const Cands *c, int64_t block, int64_t rows, int64_t w) {
+  for (int i = 0; i < c->n; i++)
+    if (c->v[i][0] == block && c->v[i][1] == rows && c->v[i][2] == w) return true;
+  return false;
+}
+
+START_TEST(tune_key_buckets) {
+  ck_assert_int_eq(blk_tune_bucket("K", 1, NULL), 16);
+  ck_assert_int_eq(blk_tune_bucket("K", 3, NULL), 16);
+  ck_assert_int_eq(blk_tune_bucket("K", 1000, NULL), 1024);
+  ck_assert_int_eq(blk_tune_bucket("K", 1025, NULL), 2048);
+  ck_assert_int_eq(blk_tune_bucket("K", 12289, NULL), 16384);
+  ck_assert_int_eq(blk_tune_bucket("M", 1, NULL), 1);
+  ck_assert_int_eq(blk_tune_bucket("M", 3000, NULL), 4096);
+  ck_assert_int_eq(blk_tune_bucket("M", 4096, NULL), 4096);
+  ck_assert_int_eq(blk_tune_bucket("rcap", INT32_MAX, NULL), 256);
+  ck_assert_int_eq(blk_tune_bucket("rcap", 1000, NULL), 256);
+  ck_assert_int_eq(blk_tune_bucket("rcap", 256, NULL), 256);
+  ck_assert_int_eq(blk_tune_bucket("rcap", 3, NULL), 2);
+  ck_assert_int_eq(blk_tune_bucket("rcap", 1, NULL), 1);
+}
+END_TEST
+
+// The rule, per op and shape: the heuristic always kept, a handful of
+// neighbours, the row's tile only, and nothing beyond the rows cap, the
+// register budget or 1..64 elements per thread.
+START_TEST(tune_space_pruning) {
+  static const int64_t Ks[] = { 1, 3, 100, 256, 1000, 4096, 8192, 12289, 16384 };
+  static const int64_t Ms[] = { 1, 37, 4096, 65536 };
+  static const int64_t caps[] = { INT32_MAX, 2 };
+  Cands *c = malloc(sizeof *c);
+  ck_assert_ptr_nonnull(c);
+  for (int o = 0; o < 4; o++)
+    for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+      for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+        for (int ci = 0; ci < 2; ci++) {
+          BlkOp op = all_ops[o];
+          int64_t ks[BLK_TK_N];
+          bucket3(Ks[ki], Ms[mi], caps[ci], ks);
+          BlkConfig h = blk_pick_config(blk, op, TJ_F16, ks[BLK_TK_M], ks[BLK_TK_K], ks[BLK_TK_RCAP], true);
+          candidates_of(op, ks, c);
+          ck_assert_msg(has_cand(c, h.block, h.rows, h.num_warps), "op %d K %lld M %lld: heuristic pruned", o,
+                        (long long)Ks[ki], (long long)Ms[mi]);
+          ck_assert_msg(c->n >= 1 && c->n <= 16, "op %d K %lld M %lld: %d candidates", o, (long long)Ks[ki],
+                        (long long)Ms[mi], c->n);
+          for (int i = 0; i < c->n; i++) {
+            int64_t b_ = c->v[i][0], r = c->v[i][1], w = c->v[i][2];
+            ck_assert_int_eq(b_, h.block);
+            if (op == BLK_NORM_BWD) ck_assert_int_eq(r, h.rows);
+            ck_assert(r <= ks[BLK_TK_RCAP] && r <= ks[BLK_TK_M] && r <= 4 * h.rows && 2 * r >= h.rows);
+            if (r != h.rows || w != h.num_warps) {
+              ck_assert(r * b_ <= 16384);
+              ck_assert(r * b_ >= 32 * w && r * b_ <= 64 * 32 * w);
+            }
+          }
+        }
+  int64_t ks[BLK_TK_N];
+  // Softmax 4096 wide (H200: 8 warps best, 16 close): 4, 8, 16 warps at one row.
+  bucket3(4096, 4096, INT32_MAX, ks);
+  candidates_of(BLK_SOFTMAX_FWD, ks, c);
+  ck_assert(has_cand(c, 4096, 1, 4) && has_cand(c, 4096, 1, 8) && has_cand(c, 4096, 1, 16));
+  // LayerNorm 12288 (tile 16384): 8 and 32 warps besides the heuristic's 16.
+  bucket3(12288, 2048, INT32_MAX, ks);
+  candidates_of(BLK_NORM_FWD, ks, c);
+  ck_assert(has_cand(c, 16384, 1, 8) && has_cand(c, 16384, 1, 16) && has_cand(c, 16384, 1, 32));
+  ck_assert(!has_cand(c, 16384, 1, 4));   // 128 elements per thread
+  // Short rows: several rows per program, more than the heuristic's too.
+  bucket3(256, 4096, INT32_MAX, ks);
+  candidates_of(BLK_SOFTMAX_FWD, ks, c);
+  BlkConfig h = blk_pick_config(blk, BLK_SOFTMAX_FWD, TJ_F16, 4096, 256, INT32_MAX, true);
+  bool more = false;
+  for (int i = 0; i < c->n; i++) more |= c->v[i][1] > h.rows;
+  ck_assert(h.rows > 1 && more);
+  // Batch-strided views cap the rows.
+  bucket3(256, 4096, 2, ks);
+  candidates_of(BLK_SOFTMAX_FWD, ks, c);
+  for (int i = 0; i < c->n; i++) ck_assert_int_le(c->v[i][1], 2);
+  // Rows beyond the register limit (looped softmax): nothing is tuned.
+  blk_set_reg_limit(blk, 1024);
+  bucket3(4096, 4096, INT32_MAX, ks);
+  candidates_of(BLK_SOFTMAX_FWD, ks, c);
+  ck_assert_int_eq(c->n, 0);
+  free(c);
+}
+END_TEST
+
+// A request as softmax.c makes it (no arguments: the benchmark is a hook).
+static BlkTuneReq sm_req(const char *const *defs, int ndefs, int64_t M, int64_t K) {
+  BlkTuneReq r = { .op = BLK_SOFTMAX_FWD, .dt = TJ_F16, .file = "blocks/softmax.tj", .src = blk_src_softmax,
+                   .srclen = blk_src_softmax_len, .kernel = "softmax_fwd", .defines = defs, .ndefines = ndefs,
+                   .M = M, .K = K, .rows_cap = INT32_MAX, .m_arg = 3, .written = 1 };
+  return r;
+}
+
+static const char *const sm_defs[] = { "T=f16", "MT=f16", "LOG=false", "CAUSAL=false", "HAS_MASK=false" };
+
+// TILEJIT_AUTOTUNE=0 and the interpreter take the heuristic as it is and
+// build no tuner.
+START_TEST(tune_off_is_heuristic) {
+  static const int64_t Ks[] = { 3, 256, 1000, 4096, 12288 };
+  for (size_t i = 0; i < sizeof Ks / sizeof Ks[0]; i++) {
+    BlkTuneReq r = sm_req(sm_defs, 5, 4096, Ks[i]);
+    BlkConfig want = blk_pick_config(blk, BLK_SOFTMAX_FWD, TJ_F16, 4096, Ks[i], INT32_MAX, false);
+    BlkConfig got = blk_choose_config(blk, &r, false);   // the interpreter, tuning on
+    ck_assert(memcmp(&want, &got, sizeof want) == 0);
+  }
+  ck_assert_int_eq(blk->ntuners, 0);
+  softmax_case(TJ_F16, 2, 3, 100, 0, 0, 0, 0);
+  norm_case(TJ_F16, 0, 7, 100, 0, 1, 1);
+  ck_assert_int_eq(blk->ntuners, 0);
+
+  setenv("TILEJIT_AUTOTUNE", "0", 1);
+  tj_blocks *b2;
+  ck_assert_int_eq(tj_blocks_create(ctx, &b2), TJ_OK);
+  ck_assert_int_eq(tj_blocks_set_autotune(b2, 1), TJ_OK);   // the environment wins
+  for (size_t i = 0; i < sizeof Ks / sizeof Ks[0]; i++)
+    for (int o = 0; o < 4; o++) {
+      BlkTuneReq r = sm_req(sm_defs, 5, 4096, Ks[i]);
+      r.op = all_ops[o];
+      BlkConfig want = blk_pick_config(b2, r.op, TJ_F16, 4096, Ks[i], INT32_MAX, true);
+      BlkConfig got = blk_choose_config(b2, &r, true);
+      ck_assert(memcmp(&want, &got, sizeof want) == 0);
+    }
+  ck_assert_int_eq(b2->ntuners, 0);
+  tj_blocks_free(b2);
+  unsetenv("TILEJIT_AUTOTUNE");
+  ck_assert_int_eq(tj_blocks_set_autotune(blk, 0), TJ_OK);
+  BlkTuneReq r = sm_req(sm_defs, 5, 4096, 4096);
+  BlkConfig want = blk_pick_config(blk, BLK_SOFTMAX_FWD, TJ_F16, 4096, 4096, INT32_MAX, true);
+  BlkConfig got = blk_choose_config(blk, &r, true);
+  ck_assert(memcmp(&want, &got, sizeof want) == 0);
+  ck_assert_int_eq(blk->ntuners, 0);
+}
+END_TEST
+
+typedef struct FakeBench {
+  int calls;
+  bool forbid, fail;
+  int64_t rows, warps;   // the configuration made fastest
+} FakeBench;
+
+static tj_status fake_bench(tj_tuner *t, int index, double *ms, StrBuf *err, void *user) {
+  FakeBench *f = user;
+  f->calls++;
+  ck_assert_msg(!f->forbid, "benchmarked configuration %d", index);
+  if (f->fail) {
+    sb_puts(err, "cuLaunchKernel failed: CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES");
+    return TJ_ERR_CUDA;
+  }
+  tj_tune_config c;
+  ck_assert_int_eq(tj_tuner_config(t, index, &c), TJ_OK);
+  int64_t rows = 0, warps = 0;
+  ck_assert_int_eq(tj_tuner_config_value(t, &c, "ROWS", &rows), TJ_OK);
+  ck_assert_int_eq(tj_tuner_config_value(t, &c, "num_warps", &warps), TJ_OK);
+  *ms = rows == f->rows && warps == f->warps ? 1.0 : 2.0 + 0.01 * (double)(rows + warps);
+  return TJ_OK;
+}
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(p);
+}
+
+// A GPU-less tuner: a fake device and the benchmark hook.
+static tj_tuner *fake_tuner(tj_blocks *b, const BlkTuneReq *r, FakeBench *f) {
+  tj_tuner *t = blk_tuner_for(b, r);
+  ck_assert_msg(t != NULL, "%s", tj_ctx_last_error(ctx));
+  tune_set_device(t, "Fake GPU", 9, 0, "sm_90");
+  tune_set_bench_hook(t, fake_bench, f);
+  return t;
+}
+
+// The first call of a key tunes (the hook's favourite wins), later calls and
+// a new handle (as a new process would) use the stored best unbenchmarked.
+START_TEST(tune_choice_persists) {
+  char dir[] = "/tmp/tj_blocks_tune_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  OK(tj_ctx_set_cache_dir(ctx, dir));
+  ck_assert_int_eq(tj_blocks_set_autotune(blk, 1), TJ_OK);
+  BlkTuneReq r = sm_req(sm_defs, 5, 4096, 4096);
+  FakeBench f = { .rows = 2, .warps = 16 };
+  fake_tuner(blk, &r, &f);
+  BlkConfig c = blk_choose_config(blk, &r, true);
+  ck_assert_int_eq(c.block, 4096);
+  ck_assert_int_eq(c.rows, 2);
+  ck_assert_int_eq(c.num_warps, 16);
+  ck_assert(!c.looped);
+  int ncand = f.calls;
+  ck_assert_int_ge(ncand, 3);
+  f.forbid = true;
+  r.M = 3000;   // same bucket
+  c = blk_choose_config(blk, &r, true);
+  ck_assert(c.rows == 2 && c.num_warps == 16);
+  tj_tune_stats s;
+  ck_assert_int_eq(tj_blocks_tune_stats(blk, &s), TJ_OK);
+  ck_assert_int_eq(s.tunings, 1);
+  ck_assert_int_eq(s.mem_hits, 1);
+  ck_assert_int_eq(s.disk_writes, 1);
+  ck_assert_int_eq(s.configs_timed, (uint64_t)ncand);
+
+  tj_blocks *b2;
+  ck_assert_int_eq(tj_blocks_create(ctx, &b2), TJ_OK);
+  FakeBench f2 = { .forbid = true };
+  r.M = 4096;
+  fake_tuner(b2, &r, &f2);
+  c = blk_choose_config(b2, &r, true);
+  ck_assert(c.block == 4096 && c.rows == 2 && c.num_warps == 16);
+  ck_assert_int_eq(tj_blocks_tune_stats(b2, &s), TJ_OK);
+  ck_assert_int_eq(s.disk_hits, 1);
+  ck_assert_int_eq(s.tunings, 0);
+  // Another variant is another tuner, and another key tunes anew.
+  const char *log_defs[] = { "T=f16", "MT=f16", "LOG=true", "CAUSAL=false", "HAS_MASK=false" };
+  BlkTuneReq rl = sm_req(log_defs, 5, 4096, 4096);
+  FakeBench f3 = { .rows = 1, .warps = 4 };
+  fake_tuner(b2, &rl, &f3);
+  c = blk_choose_config(b2, &rl, true);
+  ck_assert(c.rows == 1 && c.num_warps == 4);
+  ck_assert_int_eq(b2->ntuners, 2);
+  tj_blocks_free(b2);
+  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+// A tuning failure warns and falls back to the heuristic, once: the call
+// succeeds and later calls do not retry.
+START_TEST(tune_failure_falls_back) {
+  char dir[] = "/tmp/tj_blocks_tune_XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  OK(tj_ctx_set_cache_dir(ctx, dir));
+  ck_assert_int_eq(tj_blocks_set_autotune(blk, 1), TJ_OK);
+  static const char *const ln_defs[] = { "T=bf16", "RMS=false", "HAS_W=true", "HAS_B=true" };
+  BlkTuneReq r = { .op = BLK_NORM_FWD, .dt = TJ_BF16, .file = "blocks/layernorm.tj", .src = blk_src_layernorm,
+                   .srclen = blk_src_layernorm_len, .kernel = "norm_fwd", .defines = ln_defs, .ndefines = 4,
+                   .M = 2048, .K = 12288, .rows_cap = INT32_MAX, .m_arg = 6, .written = 0x31 };
+  FakeBench f = { .fail = true };
+  fake_tuner(blk, &r, &f);
+  tj_cache_summary before, after;
+  OK(tj_cache_stats(ctx, &before));
+  BlkConfig want = blk_pick_config(blk, BLK_NORM_FWD, TJ_BF16, 2048, 12288, INT32_MAX, true);
+  BlkConfig c = blk_choose_config(blk, &r, true);
+  ck_assert(memcmp(&want, &c, sizeof c) == 0);
+  ck_assert_str_eq(tj_ctx_last_error(ctx), "");
+  OK(tj_cache_stats(ctx, &after));
+  ck_assert_uint_gt(after.warnings, before.warnings);
+  int calls = f.calls;
+  ck_assert_int_ge(calls, 3);   // 8, 16 and 32 warps were tried
+  c = blk_choose_config(blk, &r, true);
+  ck_assert(memcmp(&want, &c, sizeof c) == 0);
+  ck_assert_int_eq(f.calls, calls);
+  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("blocks");
   TCase *tc = tcase_create("interp");
@@ -507,6 +798,15 @@ static Suite *suite(void) {
   tcase_add_test(tc, kernel_cache);
   tcase_add_test(tc, embedded_sources_current);
   suite_add_tcase(s, tc);
+  TCase *tt = tcase_create("tuning");
+  tcase_add_checked_fixture(tt, setup, teardown);
+  tcase_set_timeout(tt, 300);
+  tcase_add_test(tt, tune_key_buckets);
+  tcase_add_test(tt, tune_space_pruning);
+  tcase_add_test(tt, tune_off_is_heuristic);
+  tcase_add_test(tt, tune_choice_persists);
+  tcase_add_test(tt, tune_failure_falls_back);
+  suite_add_tcase(s, tt);
   return s;
 }
 

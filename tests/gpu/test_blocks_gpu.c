@@ -7,8 +7,19 @@
  * double references of tests/cpu/blocks_ref.h at ref_tol per dtype; the
  * layernorm backward pass is run twice and compared bit for bit. Exits 77
  * (skipped) without a GPU.
+ *
+ * Those sweeps pin the heuristic tile configs (tj_blocks_set_autotune(b, 0):
+ * tuning each of their hundred-odd keys would take minutes). The *_tuned
+ * cases run with the autotuner on, in a fresh cache directory: a set of
+ * shapes covering short, medium, long and 12288-wide rows, strided rows and
+ * every variant is tuned, checked against the references, then run again by
+ * a new handle, which must take every config from the stored results without
+ * benchmarking. In-place calls are tuned too (the benchmark must not touch
+ * the caller's data).
  */
+#define _GNU_SOURCE
 #include <check.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +89,7 @@ static const int64_t sm_shapes[][3] = {
 };
 
 START_TEST(softmax_xformers_shapes) {
+  OK(tj_blocks_set_autotune(blk, 0));
   for (size_t s = 0; s < sizeof sm_shapes / sizeof sm_shapes[0]; s++)
     for (int d = 0; d < 3; d++) {
       const int64_t *sh = sm_shapes[s];
@@ -89,6 +101,7 @@ START_TEST(softmax_xformers_shapes) {
 END_TEST
 
 START_TEST(softmax_row_lengths) {
+  OK(tj_blocks_set_autotune(blk, 0));
   static const int64_t ks[] = { 1, 3, 1000, 4096, 12289, 16384, 16385, 32768, 262144 };
   for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
     for (int d = 0; d < 3; d++) {
@@ -177,6 +190,7 @@ static const int64_t ln_shapes[][3] = {
 };
 
 START_TEST(layernorm_xformers_shapes) {
+  OK(tj_blocks_set_autotune(blk, 0));
   for (size_t s = 0; s < sizeof ln_shapes / sizeof ln_shapes[0]; s++)
     for (int d = 0; d < 3; d++) {
       const int64_t *sh = ln_shapes[s];
@@ -186,6 +200,7 @@ START_TEST(layernorm_xformers_shapes) {
 END_TEST
 
 START_TEST(norm_row_lengths) {
+  OK(tj_blocks_set_autotune(blk, 0));
   static const int64_t ks[] = { 1, 3, 1000, 4096, 12289 };
   for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
     for (int d = 0; d < 3; d++) {
@@ -212,6 +227,135 @@ START_TEST(host_pointer_refused) {
 }
 END_TEST
 
+
+// ---------------------------------------------------------------- tuned
+
+static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(p);
+}
+
+static int tuning_enabled(void) {
+  const char *v = getenv("TILEJIT_AUTOTUNE");
+  return !(v && (!strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no")));
+}
+
+// A fresh cache directory (so the first pass tunes), tuning on.
+static char *tuned_setup(void) {
+  char tmpl[] = "/tmp/tj_blocks_gpu_tune_XXXXXX";
+  char *dir = mkdtemp(tmpl);
+  ck_assert_ptr_nonnull(dir);
+  dir = strdup(dir);
+  OK(tj_ctx_set_cache_dir(ctx, dir));
+  OK(tj_blocks_set_autotune(blk, 1));
+  return dir;
+}
+
+// pass 0 tunes (the keys are new), pass 1 is a new handle on the same
+// cache: every config comes from disk.
+static void tuned_check(int pass) {
+  tj_tune_stats st;
+  OK(tj_blocks_tune_stats(blk, &st));
+  if (!tuning_enabled()) {
+    ck_assert_int_eq(st.tunings + st.disk_hits, 0);
+    return;
+  }
+  if (pass == 0) {
+    ck_assert_uint_gt(st.tunings, 0);
+    ck_assert_uint_gt(st.configs_timed, st.tunings);   // several candidates per key
+    ck_assert_uint_eq(st.disk_writes, st.tunings);
+  } else {
+    ck_assert_uint_eq(st.tunings, 0);
+    ck_assert_uint_gt(st.disk_hits, 0);
+    ck_assert_uint_eq(st.timing_launches, 0);
+  }
+}
+
+static void new_handle(void) {
+  tj_blocks_free(blk);
+  ck_assert_int_eq(tj_blocks_create(ctx, &blk), TJ_OK);
+  OK(tj_blocks_set_autotune(blk, 1));
+}
+
+START_TEST(softmax_tuned) {
+  char *dir = tuned_setup();
+  static const int64_t shapes[][4] = {   // B, S, K, pad
+    { 8, 384, 128, 0 }, { 4, 1024, 768, 0 }, { 2, 4096, 4096, 0 }, { 1, 2048, 12288, 0 },
+    { 2, 37, 1000, 5 }, { 3, 5, 40, 3 },
+  };
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+      for (int d = 0; d < 3; d++) {
+        const int64_t *sh = shapes[i];
+        softmax_case(dtypes[d], sh[0], sh[1], sh[2], sh[3], 0, 0, 0, 1);
+        if (d == 0) {
+          softmax_case(dtypes[d], sh[0], sh[1], sh[2], sh[3], 1, 1, 1, 1);   // log, causal, mask
+          softmax_case(dtypes[d], sh[0], sh[1], sh[2], sh[3], 0, 1, 0, 1);
+        }
+      }
+    tuned_check(pass);
+    if (pass == 0) new_handle();
+  }
+  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  free(dir);
+}
+END_TEST
+
+START_TEST(norm_tuned) {
+  char *dir = tuned_setup();
+  static const int64_t shapes[][3] = {   // M, K, pad
+    { 2048, 512, 0 }, { 8192, 4096, 0 }, { 2048, 12288, 0 }, { 37, 1000, 3 }, { 4096, 8192, 0 },
+  };
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+      for (int d = 0; d < 3; d++) {
+        const int64_t *sh = shapes[i];
+        norm_case(dtypes[d], 0, sh[0], sh[1], sh[2], 1, 1, d == 0);
+        if (d == 1) norm_case(dtypes[d], 1, sh[0], sh[1], sh[2], 1, 0, 0);
+      }
+    tuned_check(pass);
+    if (pass == 0) new_handle();
+  }
+  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  free(dir);
+}
+END_TEST
+
+// The call that tunes runs in place: the candidates write scratch copies,
+// so x is still the input when the chosen config runs.
+START_TEST(in_place_tuned) {
+  char *dir = tuned_setup();
+  for (int d = 0; d < 3; d++) {
+    DevT x;
+    int64_t shape[2] = { 3000, 2000 };
+    dev_init(&x, dtypes[d], 2, shape, NULL);
+    host_fill(&x.h, 7, -5.0, 5.0);
+    dev_up(&x);
+    double *want = malloc(sizeof(double) * 3000 * 2000);
+    ck_assert_ptr_nonnull(want);
+    ref_softmax(&x.h, NULL, 0, 0, want);
+    OK(tj_softmax_fwd(blk, &x.t, &x.t, NULL, stream));
+    dev_down(&x);
+    check_close(&x.h, want, 3000, 2000, dtypes[d], "softmax in place, tuned", 0.0);
+    // The backward pass in place (dx = dy) from the softmax output.
+    DevT dy;
+    dev_init(&dy, dtypes[d], 2, shape, NULL);
+    host_fill(&dy.h, 8, -1.0, 1.0);
+    dev_up(&dy);
+    ref_softmax_bwd(&x.h, &dy.h, 0, 0, want);
+    OK(tj_softmax_bwd(blk, &x.t, &dy.t, &dy.t, NULL, stream));
+    dev_down(&dy);
+    check_close(&dy.h, want, 3000, 2000, dtypes[d], "softmax_bwd in place, tuned", 0.0);
+    free(want);
+    dev_free(&dy);
+    dev_free(&x);
+  }
+  tuned_check(0);
+  nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+  free(dir);
+}
+END_TEST
+
 int main(void) {
   tj_ctx *probe;
   if (tj_ctx_create(&probe) != TJ_OK) return 1;
@@ -231,6 +375,9 @@ int main(void) {
   tcase_add_test(tc, norm_row_lengths);
   tcase_add_test(tc, softmax_xformers_shapes);
   tcase_add_test(tc, layernorm_xformers_shapes);
+  tcase_add_test(tc, softmax_tuned);
+  tcase_add_test(tc, norm_tuned);
+  tcase_add_test(tc, in_place_tuned);
   suite_add_tcase(s, tc);
   return tj_test_run(s);
 }
