@@ -678,15 +678,25 @@ static void analyse_for(Cg *cg, TirInst *in) {
     cg_error(cg, TJ_ERR_INTERNAL, in->loc, "internal error: codegen: malformed for");
     return;
   }
-  for (int j = 0; j < nc; j++) Lc[j] = nat_or_default(cg, in->args[3 + j]);
+  bool *soft = arena_alloc(cg->a, sizeof *soft * (nc + 1));
+  if (!soft) {
+    cg->err = TJ_ERR_NO_MEMORY;
+    return;
+  }
+  for (int j = 0; j < nc; j++) {
+    Lc[j] = nat_or_default(cg, in->args[3 + j]);
+    soft[j] = in->args[3 + j]->type.rank > 0 && VI(cg, in->args[3 + j])->remat;
+  }
   // An accumulator that starts as a constant and is yielded by a dot of the
   // body starts in the dot's layout: no conversion is requested (and its
   // scratch reserved) in a first pass only to be dropped in the second.
   TirInst *y0 = yield_of(body);
   for (int j = 0; j < nc && y0 && y0->nargs == nc; j++) {
     TirInst *d = y0->args[j]->def;
-    if (VI(cg, in->args[3 + j])->remat && d && d->op == TIR_DOT && d->parent == body)
+    if (VI(cg, in->args[3 + j])->remat && d && d->op == TIR_DOT && d->parent == body) {
       Lc[j] = lower_dot_result_layout(cg, d);
+      soft[j] = false;
+    }
   }
   for (int pass = 0; pass < 2; pass++) {
     ValInfo *iv = VI(cg, body->args[0]);
@@ -697,6 +707,7 @@ static void analyse_for(Cg *cg, TirInst *in) {
     for (int j = 0; j < nc; j++) {
       ValInfo *c = VI(cg, body->args[1 + j]);
       c->remat = false;
+      c->soft = soft[j];
       c->nreq = 0;
       c->nat = Lc[j];
       c->ax = ax_unknown(0, NULL);
@@ -849,7 +860,9 @@ static void analyse_inst(Cg *cg, TirInst *in) {
     }
     request(cg, a, nat_or_default(cg, a), in->loc);
     vi->nat = layout_default(cg, r->type);
-    add_scratch(cg, tir_numel(r->type) * (r->type.ptr ? 8 : cg_dtype_bytes(r->type.dtype)), in->loc);
+    // A trans that MMA dots read as B untransposed costs no scratch (mma.c).
+    if (!mma_trans_b(cg, in))
+      add_scratch(cg, tir_numel(r->type) * (r->type.ptr ? 8 : cg_dtype_bytes(r->type.dtype)), in->loc);
     break;
   }
   case TIR_PROGRAM_ID: case TIR_NUM_PROGRAMS:
@@ -862,11 +875,17 @@ static void analyse_inst(Cg *cg, TirInst *in) {
                tir_op_names[in->op]);
       return;
     }
-    const Layout *L = NULL;
+    // The first operand computed here decides; a carried value whose layout
+    // is a guess (soft) only when nothing else does, so that a running max
+    // m = maximum(m, max(s, 1)) settles in the reduction's layout.
+    const Layout *L = NULL, *Lsoft = NULL;
     for (int i = 0; i < in->nargs && !L; i++) {
       TirValue *a = in->args[i];
-      if (a->type.rank > 0 && !VI(cg, a)->remat) L = VI(cg, a)->nat;
+      if (a->type.rank == 0 || VI(cg, a)->remat) continue;
+      if (!VI(cg, a)->soft) L = VI(cg, a)->nat;
+      else if (!Lsoft) Lsoft = VI(cg, a)->nat;
     }
+    if (!L) L = Lsoft;
     if (!L && is_cheap(in)) {
       vi->remat = true;
       break;
@@ -946,6 +965,7 @@ bool layout_analyse(Cg *cg) {
     v->nusers = 0;
   }
   collect_users(cg, f->body, true);
+  mma_mark_rows(cg, f->body);  // before any layout: mma_supported reads it
   scan_vecs(cg, f->body);
   for (int i = 0; i < f->nparams; i++) {
     const TirParam *p = &f->params[i];

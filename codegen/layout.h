@@ -60,6 +60,18 @@ typedef struct ValInfo {
   AxisInfo ax;
   TirInst **users;       // insts that read the value (a load's layout follows them)
   int nusers;
+  // A loop-carried value whose layout is only a guess (its init is a
+  // constant tile): an elementwise op prefers any other operand's layout.
+  bool soft;
+  // Dot results: the row-wise warp split (layout_mma with all the warps it
+  // can take along M), for dots whose result feeds a row reduction or the A
+  // operand of another dot (attention): reductions along rows then need no
+  // shared memory and the result can serve as the next dot's A from registers.
+  bool mma_rows;
+  // A loop-invariant A operand of an MMA dot in a loop: its fragments are
+  // read once, right after it is computed, and kept in registers (mma.c).
+  int afrag_wm, afrag_wn;  // the dot's warp split (0: no fragments wanted)
+  LLVMValueRef *afrag;     // mt * (K/16) * 4 i32 registers once lowered
 } ValInfo;
 
 // All state of one compilation (no globals: the autotuner compiles in parallel).
@@ -193,6 +205,22 @@ int lower_dot_scratch(Cg *cg, const TirInst *in);
 // true when dot `in` runs on tensor cores; *wm x *wn warps tile [M, N].
 bool mma_supported(Cg *cg, const TirInst *in, int *wm, int *wn);
 void lower_dot_mma(Cg *cg, TirInst *in, int wm, int wn);
+// Layout pass, before the walk: marks the dots that want the row-wise split.
+void mma_mark_rows(Cg *cg, TirBlock *blk);
+// A `trans` whose every user is an MMA dot taking it as B: no transpose is
+// done; the dot reads its [N][K] operand with ldmatrix without .trans.
+bool mma_trans_b(Cg *cg, const TirInst *trans);
+// The dot's B operand as it sits in memory: the operand of a folded trans,
+// else B itself; *nk tells which.
+TirValue *mma_b_source(Cg *cg, const TirInst *dot, bool *nk);
+// The dot's A operand is an accumulator-layout value in registers (the
+// result of an earlier dot, cast to f16/bf16): no shared memory for it.
+bool mma_a_in_regs(Cg *cg, const TirInst *dot);
+// Layout pass: asks for A's fragments to be hoisted when A is invariant in
+// a loop around the dot.
+void mma_consider_hoist(Cg *cg, TirInst *dot);
+// Lowering, right after v is computed: reads the hoisted fragments.
+void mma_hoist_frags(Cg *cg, TirValue *v);
 // Byte offset in a swizzled [rows][rowbytes] f16/bf16 tile of the 16-byte
 // chunk holding byte `colbyte` of row `row` (both runtime i32 values).
 LLVMValueRef mma_swizzle(Cg *cg, LLVMValueRef row, LLVMValueRef colbyte, int rowbytes);

@@ -293,13 +293,19 @@ static void lower_inst(Cg *cg, TirInst *in) {
   case TIR_DOT: lower_dot(cg, in); break;
   case TIR_FOR: lower_for(cg, in); break;
   case TIR_IF: lower_if(cg, in); break;
-  case TIR_RESHAPE: case TIR_TRANS: lower_reshape_trans(cg, in); break;
+  case TIR_RESHAPE: case TIR_TRANS:
+    // A trans only MMA dots read as B is never done (mma.c reads its operand).
+    if (!mma_trans_b(cg, in)) lower_reshape_trans(cg, in);
+    break;
   case TIR_YIELD: return;
   default:
     lower_elementwise_inst(cg, in);
     break;
   }
-  for (int i = 0; i < in->nres; i++) cg_convert_requests(cg, in->res[i]);
+  for (int i = 0; i < in->nres; i++) {
+    cg_convert_requests(cg, in->res[i]);
+    mma_hoist_frags(cg, in->res[i]);
+  }
 }
 
 void cg_lower_block(Cg *cg, TirBlock *blk) {

@@ -8,7 +8,9 @@
  *  - lower_dot_mma (mma.c): tensor cores, for f16/bf16 operands whose
  *    shapes tile into m16n8k16 steps over the program's warps. The result
  *    lives in the MMA layout (layout_mma); loads feeding it inside a loop
- *    may be pipelined through cp.async stage buffers (pipeline.c).
+ *    may be pipelined through cp.async stage buffers (pipeline.c); an A
+ *    in the accumulator layout comes from registers, trans(x) as B is
+ *    read from x untransposed, a loop-invariant A once (mma.c's essay).
  *  - dot_fma: everything else (f32, odd shapes). It stages a and b in shared
  *    memory (row-major, their own dtype) and lets each thread run a k loop
  *    of outer products over its accumulator elements: per k it loads one a
@@ -33,6 +35,7 @@ const Layout *lower_dot_layout(Cg *cg, TirInst *in) {
   if (mma_supported(cg, in, &wm, &wn)) {
     pipe_consider(cg, in, 0);
     pipe_consider(cg, in, 1);
+    mma_consider_hoist(cg, in);
   }
   return lower_dot_result_layout(cg, in);
 }
@@ -41,9 +44,11 @@ int lower_dot_scratch(Cg *cg, const TirInst *in) {
   TirType a = in->args[0]->type, b = in->args[1]->type;
   int eb = dtype_bytes(a.dtype);
   int wm, wn;
-  if (mma_supported(cg, in, &wm, &wn)) {  // operands not in stage buffers are staged
+  if (mma_supported(cg, in, &wm, &wn)) {
+    // Operands not in stage buffers are staged (a hoisted A once, before
+    // the loop, in the same place); an A in registers needs nothing.
     int n = 0;
-    if (!pipe_operand(cg, in, 0)) n += pad128(a.shape[0] * a.shape[1] * eb);
+    if (!pipe_operand(cg, in, 0) && !mma_a_in_regs(cg, in)) n += pad128(a.shape[0] * a.shape[1] * eb);
     if (!pipe_operand(cg, in, 1)) n += b.shape[0] * b.shape[1] * eb;
     return n;
   }

@@ -37,6 +37,33 @@
  * ldmatrix.x4.trans over two n8 tiles (k 0-7 and k 8-15 of each), .x2.trans
  * for an odd last tile. Products are exact and sums are f32, in an order
  * that differs from the interpreter's k loop (results agree to rounding).
+ *
+ * Chained dots (flash attention)
+ * ------------------------------
+ * s = dot(q, trans(k)); p = exp2(s - max(s, 1)); o = dot(cast(p), v, o) is
+ * kept out of shared memory as FlashAttention-2 keeps it:
+ *  - Row-wise split. A dot whose result reaches a reduction along its rows
+ *    or the A operand of another dot takes every warp it can along M
+ *    (wpc [nw, 1]): a row then lives in the four lanes of one lane%4 group,
+ *    so max/sum along it are two shuffles (lower_reduce), and every
+ *    elementwise op, the rescaling by a [M] vector included, stays in the
+ *    accumulator layout.
+ *  - A from registers. With wn == 1 the accumulator's n tiles 2kk and
+ *    2kk+1 of a thread are, pair by pair, exactly its m16k16 A fragment of
+ *    k step kk: c0,c1 of tile 2kk (row g, k 2t..2t+1) = a0, c2,c3 (row g+8)
+ *    = a1, the same of tile 2kk+1 (k + 8) = a2, a3. An A operand whose
+ *    layout is layout_mma(M, K, wm, 1) of a dot split wm x 1 is packed to
+ *    f16x2 / bf16x2 pairs (lower element in the low half) and used as is.
+ *  - trans(x) as B. B [K][N] = trans(x) with x [N][K] row-major in shared
+ *    memory: a B fragment (b0: k 2t..2t+1 of column g; b1: k + 8) is what
+ *    ldmatrix without .trans gives for an 8x8 matrix whose rows are n and
+ *    whose 16-byte rows hold k, the way A is read. So the transpose is
+ *    never done: x is staged (or copied by cp.async) as it is and read
+ *    with ldmatrix.x4 over (tile u, k lo), (u, k hi), (u+1, k lo),
+ *    (u+1, k hi). mma_trans_b says when every user of the trans allows it.
+ *  - Hoisted A. An A operand computed outside a loop around the dot (q)
+ *    has its fragments read once, right after it is computed, and kept in
+ *    registers: the loop neither restages it nor waits at a barrier for it.
  */
 #include "layout.h"
 
@@ -62,11 +89,13 @@ bool mma_supported(Cg *cg, const TirInst *in, int *wm, int *wn) {
   if (K % 16 || M % 16 || N % 8 || b.shape[0] != K || r.shape[0] != M || r.shape[1] != N) return false;
   // Warps split the tile so that each warp's part is as square as it can
   // be (fewest ldmatrix per mma); ties go to M.
+  // A row-wise dot (mma_mark_rows) gives M every warp it can take.
+  bool rows = cg->vi && cg->vi[in->res[0]->id].mma_rows;
   int w0 = 1, w1 = 1;
   while (w0 * w1 < cg->num_warps) {
     bool can0 = M % (16 * w0 * 2) == 0, can1 = N % (8 * w1 * 2) == 0;
     if (!can0 && !can1) return false;  // more warps than m16n8 tiles
-    if (can0 && (!can1 || M / w0 >= N / w1)) w0 *= 2;
+    if (can0 && (rows || !can1 || M / w0 >= N / w1)) w0 *= 2;
     else w1 *= 2;
   }
   *wm = w0;
@@ -157,12 +186,174 @@ static void mma16816(Cg *cg, Dtype dt, LLVMValueRef *a, LLVMValueRef *bb, LLVMVa
   for (int k = 0; k < 4; k++) c[k] = LLVMBuildExtractValue(cg->b, r, (unsigned)k, "");
 }
 
+// ---------------------------------------------------------------- analysis
+
+// v reaches, through same-shape elementwise ops, a reduction along its rows
+// or the A operand of a dot (which is marked row-wise too).
+static bool feeds_rows(Cg *cg, TirValue *v, int depth) {
+  ValInfo *vi = &cg->vi[v->id];
+  bool hit = false;
+  if (depth > 8 || v->type.rank != 2) return false;
+  for (int i = 0; i < vi->nusers; i++) {
+    TirInst *u = vi->users[i];
+    if (u->op == TIR_REDUCE && u->axis == 1) {
+      hit = true;
+    } else if (u->op == TIR_DOT && u->args[0] == v && u->nres == 1) {
+      cg->vi[u->res[0]->id].mma_rows = true;
+      hit = true;
+    } else if (lower_is_elementwise(u->op) && u->op != TIR_BROADCAST && u->op != TIR_EXPAND_DIMS &&
+               u->nres == 1 && u->res[0]->type.rank == 2) {
+      hit |= feeds_rows(cg, u->res[0], depth + 1);
+    }
+  }
+  return hit;
+}
+
+void mma_mark_rows(Cg *cg, TirBlock *blk) {
+  for (TirInst *in = blk->first; in; in = in->next) {
+    if (in->op == TIR_DOT && in->nres == 1 && feeds_rows(cg, in->res[0], 0))
+      cg->vi[in->res[0]->id].mma_rows = true;
+    for (int k = 0; k < in->nblocks; k++) mma_mark_rows(cg, in->blocks[k]);
+  }
+}
+
+bool mma_trans_b(Cg *cg, const TirInst *t) {
+  if (!t || t->op != TIR_TRANS || t->nres != 1 || t->nargs != 1) return false;
+  TirValue *r = t->res[0];
+  if (r->type.rank != 2 || r->type.ptr || (r->type.dtype != DT_F16 && r->type.dtype != DT_BF16)) return false;
+  ValInfo *vi = &cg->vi[r->id];
+  if (vi->nusers == 0) return false;
+  for (int i = 0; i < vi->nusers; i++) {
+    TirInst *u = vi->users[i];
+    int wm, wn;
+    if (u->op != TIR_DOT || u->args[1] != r || u->args[0] == r || !mma_supported(cg, u, &wm, &wn)) return false;
+  }
+  return true;
+}
+
+TirValue *mma_b_source(Cg *cg, const TirInst *dot, bool *nk) {
+  TirValue *B = dot->args[1];
+  *nk = B->def && mma_trans_b(cg, B->def);
+  return *nk ? B->def->args[0] : B;
+}
+
+bool mma_a_in_regs(Cg *cg, const TirInst *dot) {
+  int wm, wn;
+  TirValue *A = dot->args[0];
+  ValInfo *vi = &cg->vi[A->id];
+  if (!mma_supported(cg, dot, &wm, &wn) || wn != 1 || vi->remat || !vi->nat) return false;
+  return layout_eq(vi->nat, layout_mma(cg, A->type.shape[0], A->type.shape[1], wm, 1));
+}
+
+void mma_consider_hoist(Cg *cg, TirInst *dot) {
+  TirValue *A = dot->args[0];
+  ValInfo *vi = &cg->vi[A->id];
+  int wm, wn;
+  if (!A->def || A->type.rank != 2 || vi->remat || !mma_supported(cg, dot, &wm, &wn)) return;
+  if (mma_a_in_regs(cg, dot) || pipe_operand(cg, dot, 0)) return;
+  // Worth it only across a loop: A's block must enclose a for around the dot.
+  TirBlock *ab = A->def->parent;
+  bool loop = false, found = false;
+  for (TirBlock *b = dot->parent; b; b = b->owner ? b->owner->parent : NULL) {
+    if (b == ab) {
+      found = true;
+      break;
+    }
+    if (b->owner && b->owner->op == TIR_FOR) loop = true;
+  }
+  if (!found || !loop) return;
+  // Nothing but such dots may use A (its tile then dies at the fragments).
+  for (int i = 0; i < vi->nusers; i++) {
+    TirInst *u = vi->users[i];
+    int um, un;
+    if (u->op != TIR_DOT || u->args[0] != A || u->args[1] == A || !mma_supported(cg, u, &um, &un) ||
+        um != wm || un != wn)
+      return;
+  }
+  vi->afrag_wm = wm;
+  vi->afrag_wn = wn;
+}
+
+// ---------------------------------------------------------------- lowering
+
+// This lane's ids: warp position (w0, w1) in the wm x wn grid; r = lane % 8
+// (row of an 8x8 matrix it addresses), jlo / jhi the bits of lane / 8 (which
+// of the four matrices).
+typedef struct Lane {
+  LLVMValueRef w0, w1, r, jlo, jhi;
+} Lane;
+
+static Lane lane_ids(Cg *cg, int wm, int wn) {
+  LLVMBuilderRef b = cg->b;
+  Lane l;
+  l.w1 = LLVMBuildAnd(b, cg->warp, cg_i32(cg, wn - 1), "");
+  l.w0 = LLVMBuildAnd(b, LLVMBuildLShr(b, cg->warp, cg_i32(cg, ilog2i(wn)), ""), cg_i32(cg, wm - 1), "");
+  l.r = LLVMBuildAnd(b, cg->lane, cg_i32(cg, 7), "");
+  LLVMValueRef j = LLVMBuildLShr(b, cg->lane, cg_i32(cg, 3), "");
+  l.jlo = LLVMBuildAnd(b, j, cg_i32(cg, 1), "");
+  l.jhi = LLVMBuildLShr(b, j, cg_i32(cg, 1), "");
+  return l;
+}
+
+// Reads A fragments of k step kk from the swizzled [M][K] tile at byte
+// `abase` into af[t * 4 + 0..3] for every m tile t.
+typedef struct AReader {
+  LLVMValueRef base_l, ya;
+  int ra, wm, mt;
+} AReader;
+
+static AReader a_reader(Cg *cg, const Lane *l, LLVMValueRef abase, int M, int K, int wm) {
+  LLVMBuilderRef b = cg->b;
+  AReader ar = {NULL, NULL, K * 2, wm, M / (16 * wm)};
+  // This lane's row of m tile 0 is w0*8 + r + jlo*8*wm; its chunk in k step
+  // kk is (2*kk + jhi) ^ phase = (2*kk) ^ (jhi ^ phase).
+  LLVMValueRef rowa = LLVMBuildAdd(b, LLVMBuildShl(b, l->w0, cg_i32(cg, 3), ""),
+                                   LLVMBuildAdd(b, l->r, LLVMBuildMul(b, l->jlo, cg_i32(cg, 8 * wm), ""), ""), "");
+  ar.base_l = LLVMBuildAdd(b, abase, LLVMBuildMul(b, rowa, cg_i32(cg, ar.ra), ""), "");
+  ar.ya = LLVMBuildXor(b, l->jhi, swz_phase(cg, l->r, ar.ra), "");
+  return ar;
+}
+
+static void read_a_step(Cg *cg, const AReader *ar, int kk, LLVMValueRef *af) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef cha = LLVMBuildShl(b, LLVMBuildXor(b, cg_i32(cg, 2 * kk), ar->ya, ""), cg_i32(cg, 4), "");
+  for (int t = 0; t < ar->mt; t++) {
+    LLVMValueRef off = LLVMBuildAdd(b, ar->base_l, cg_i32(cg, 2 * t * 8 * ar->wm * ar->ra), "");
+    ldmatrix(cg, LLVMBuildAdd(b, off, cha, ""), 4, false, &af[t * 4]);
+  }
+}
+
+void mma_hoist_frags(Cg *cg, TirValue *v) {
+  ValInfo *vi = &cg->vi[v->id];
+  if (!vi->afrag_wm || vi->afrag || v->type.rank != 2 || cg->err != TJ_OK) return;
+  int wm = vi->afrag_wm, wn = vi->afrag_wn, M = v->type.shape[0], K = v->type.shape[1];
+  LLVMValueRef *af = cg_alloc_elems(cg, M / (16 * wm) * (K / 16) * 4);
+  if (!af) return;
+  cg_barrier(cg);  // earlier readers of the scratch are done
+  stage(cg, v, 0, K * 2);
+  cg_barrier(cg);
+  Lane l = lane_ids(cg, wm, wn);
+  AReader ar = a_reader(cg, &l, cg_i32(cg, 0), M, K, wm);
+  for (int kk = 0; kk < K / 16; kk++) read_a_step(cg, &ar, kk, &af[kk * (M / (16 * wm)) * 4]);
+  vi->afrag = af;
+}
+
+// x (f16 / bf16 elements e0, e1) packed as one i32: e0 in the low half.
+static LLVMValueRef pack2(Cg *cg, Dtype dt, LLVMValueRef e0, LLVMValueRef e1) {
+  LLVMTypeRef vt = LLVMVectorType(cg_type(cg, dt), 2);
+  LLVMValueRef v = LLVMBuildInsertElement(cg->b, LLVMGetUndef(vt), e0, cg_i32(cg, 0), "");
+  v = LLVMBuildInsertElement(cg->b, v, e1, cg_i32(cg, 1), "");
+  return LLVMBuildBitCast(cg->b, v, cg->i32, "");
+}
+
 void lower_dot_mma(Cg *cg, TirInst *in, int wm, int wn) {
   LLVMBuilderRef b = cg->b;
-  TirValue *A = in->args[0], *B = in->args[1], *C = in->args[2], *R = in->res[0];
+  TirValue *A = in->args[0], *C = in->args[2], *R = in->res[0];
   Dtype dt = A->type.dtype;
-  int M = A->type.shape[0], K = A->type.shape[1], N = B->type.shape[1];
-  int ra = K * 2, rb = N * 2;  // row bytes of the shared tiles
+  int M = A->type.shape[0], K = A->type.shape[1], N = in->args[1]->type.shape[1];
+  bool nk;
+  TirValue *Bs = mma_b_source(cg, in, &nk);  // [K][N], or [N][K] under a folded trans
+  int ra = K * 2, rb = nk ? K * 2 : N * 2;    // row bytes of the shared tiles
   const Layout *Lc = cg->vi[R->id].nat;
   if (Lc->nelem != M * N / (32 * wm * wn) || Lc->cnt[1] != 2 * (N / (8 * wn))) {
     cg_error(cg, TJ_ERR_INTERNAL, in->loc, "internal error: codegen: dot result not in the MMA layout");
@@ -170,72 +361,103 @@ void lower_dot_mma(Cg *cg, TirInst *in, int wm, int wn) {
   }
   LLVMValueRef *cv = cg_get(cg, C, Lc);
   if (!cv) return;
-  bool pa = pipe_operand(cg, in, 0), pb = pipe_operand(cg, in, 1);
+  ValInfo *avi = &cg->vi[A->id];
+  bool areg = mma_a_in_regs(cg, in);
+  bool ahoist = !areg && avi->afrag && avi->afrag_wm == wm && avi->afrag_wn == wn;
+  bool pa = !areg && !ahoist && pipe_operand(cg, in, 0), pb = pipe_operand(cg, in, 1);
+  bool sa = !areg && !ahoist && !pa;
+  LLVMValueRef *ae = NULL;
+  if (areg) {
+    ae = cg_get(cg, A, avi->nat);
+    if (!ae) return;
+  }
   int boff = 0;
-  if (!pa || !pb) {
+  if (sa || !pb) {
     cg_barrier(cg);  // earlier readers of the scratch are done
-    if (!pa) {
+    if (sa) {
       stage(cg, A, 0, ra);
       boff = pad128(M * ra);
     }
-    if (!pb) stage(cg, B, boff, rb);
+    if (!pb) stage(cg, Bs, boff, rb);
     cg_barrier(cg);
   }
   LLVMValueRef abase = pa ? pipe_operand_offset(cg, in, 0) : cg_i32(cg, 0);
   LLVMValueRef bbase = pb ? pipe_operand_offset(cg, in, 1) : cg_i32(cg, boff);
   if (cg->err != TJ_OK) return;
 
-  int mt = M / (16 * wm), nt = N / (8 * wn), cnt1 = 2 * nt;
-  LLVMValueRef w1 = LLVMBuildAnd(b, cg->warp, cg_i32(cg, wn - 1), "");
-  LLVMValueRef w0 = LLVMBuildAnd(b, LLVMBuildLShr(b, cg->warp, cg_i32(cg, ilog2i(wn)), ""), cg_i32(cg, wm - 1), "");
-  LLVMValueRef r = LLVMBuildAnd(b, cg->lane, cg_i32(cg, 7), "");
-  LLVMValueRef j = LLVMBuildLShr(b, cg->lane, cg_i32(cg, 3), "");
-  LLVMValueRef jlo = LLVMBuildAnd(b, j, cg_i32(cg, 1), "");
-  LLVMValueRef jhi = LLVMBuildLShr(b, j, cg_i32(cg, 1), "");
-  // A: this lane's row of m tile 0 is w0*8 + r + jlo*8*wm; its chunk in
-  // k step kk is (2*kk + jhi) ^ phase = (2*kk) ^ (jhi ^ phase).
-  LLVMValueRef rowa = LLVMBuildAdd(b, LLVMBuildShl(b, w0, cg_i32(cg, 3), ""),
-                                   LLVMBuildAdd(b, r, LLVMBuildMul(b, jlo, cg_i32(cg, 8 * wm), ""), ""), "");
-  LLVMValueRef abase_l = LLVMBuildAdd(b, abase, LLVMBuildMul(b, rowa, cg_i32(cg, ra), ""), "");
-  LLVMValueRef ya = LLVMBuildXor(b, jhi, swz_phase(cg, r, ra), "");
-  // B: this lane's k row is kk*16 + r + jlo*8; n tile u sits at chunk
-  // w1 + u*wn, lanes 16-31 addressing the second tile of an x4 pair.
-  LLVMValueRef krow = LLVMBuildAdd(b, r, LLVMBuildShl(b, jlo, cg_i32(cg, 3), ""), "");
-  LLVMValueRef bbase_l = LLVMBuildAdd(b, bbase, LLVMBuildMul(b, krow, cg_i32(cg, rb), ""), "");
-  LLVMValueRef xb = swz_phase(cg, r, rb);
-  LLVMValueRef *bcol = cg_alloc_elems(cg, nt);  // byte offset of this lane's chunk of tile u (pair start)
-  LLVMValueRef *af = cg_alloc_elems(cg, 4 * mt), *bf = cg_alloc_elems(cg, 2 * nt);
+  int mt = M / (16 * wm), nt = N / (8 * wn), cnt1 = 2 * nt, ks = K / 16;
+  Lane l = lane_ids(cg, wm, wn);
+  LLVMValueRef *af = cg_alloc_elems(cg, 4 * mt * ks), *bf = cg_alloc_elems(cg, 2 * nt);
+  LLVMValueRef *bcol = cg_alloc_elems(cg, nt);  // per tile pair: this lane's byte offset
   LLVMValueRef *acc = cg_alloc_elems(cg, Lc->nelem);
   if (!bcol || !af || !bf || !acc) return;
+  AReader ar = {NULL, NULL, 0, 0, 0};
+  if (sa || pa) {
+    ar = a_reader(cg, &l, abase, M, K, wm);
+  } else if (ahoist) {
+    for (int i = 0; i < 4 * mt * ks; i++) af[i] = avi->afrag[i];
+  } else {
+    // The accumulator-layout A: row slots 2t, 2t+1 are m tile t's rows g and
+    // g + 8 (per m16 tile), column slots 4kk..4kk+3 the k 2t..2t+1 pairs of
+    // n tiles 2kk and 2kk+1 (see the essay).
+    int ca = avi->nat->cnt[1];
+    for (int kk = 0; kk < ks; kk++)
+      for (int t = 0; t < mt; t++) {
+        const LLVMValueRef *r0 = &ae[2 * t * ca + 4 * kk], *r1 = &ae[(2 * t + 1) * ca + 4 * kk];
+        LLVMValueRef *o = &af[(kk * mt + t) * 4];
+        o[0] = pack2(cg, dt, r0[0], r0[1]);
+        o[1] = pack2(cg, dt, r1[0], r1[1]);
+        o[2] = pack2(cg, dt, r0[2], r0[3]);
+        o[3] = pack2(cg, dt, r1[2], r1[3]);
+      }
+  }
+  // B, [K][N] (.trans): this lane's k row is kk*16 + r + jlo*8; n tile u
+  // sits at chunk w1 + u*wn, lanes 16-31 addressing the second tile of an
+  // x4 pair. B as [N][K] (no .trans): this lane's n row is w1*8 + (u +
+  // jhi)*8*wn + r, its chunk 2*kk + jlo, as A reads its rows.
+  LLVMValueRef xb = swz_phase(cg, l.r, rb), bbase_l, yb = NULL;
+  if (!nk) {
+    LLVMValueRef krow = LLVMBuildAdd(b, l.r, LLVMBuildShl(b, l.jlo, cg_i32(cg, 3), ""), "");
+    bbase_l = LLVMBuildAdd(b, bbase, LLVMBuildMul(b, krow, cg_i32(cg, rb), ""), "");
+  } else {
+    bbase_l = LLVMBuildAdd(b, bbase, LLVMBuildMul(b, LLVMBuildAdd(b, LLVMBuildShl(b, l.w1, cg_i32(cg, 3), ""),
+                                                                  l.r, ""), cg_i32(cg, rb), ""), "");
+    yb = LLVMBuildXor(b, l.jlo, xb, "");
+  }
   for (int u = 0; u < nt; u += 2) {
-    LLVMValueRef t = u + 1 < nt ? LLVMBuildAdd(b, cg_i32(cg, u), jhi, "") : cg_i32(cg, u);
-    LLVMValueRef ch = LLVMBuildAdd(b, w1, LLVMBuildMul(b, t, cg_i32(cg, wn), ""), "");
-    bcol[u] = LLVMBuildShl(b, LLVMBuildXor(b, ch, xb, ""), cg_i32(cg, 4), "");
+    LLVMValueRef t = u + 1 < nt ? LLVMBuildAdd(b, cg_i32(cg, u), l.jhi, "") : cg_i32(cg, u);
+    if (!nk) {
+      LLVMValueRef ch = LLVMBuildAdd(b, l.w1, LLVMBuildMul(b, t, cg_i32(cg, wn), ""), "");
+      bcol[u] = LLVMBuildShl(b, LLVMBuildXor(b, ch, xb, ""), cg_i32(cg, 4), "");
+    } else {
+      bcol[u] = LLVMBuildMul(b, t, cg_i32(cg, 8 * wn * rb), "");
+    }
   }
   for (int i = 0; i < Lc->nelem; i++) acc[i] = cv[i];
 
-  for (int kk = 0; kk < K / 16; kk++) {
-    LLVMValueRef cha = LLVMBuildShl(b, LLVMBuildXor(b, cg_i32(cg, 2 * kk), ya, ""), cg_i32(cg, 4), "");
-    for (int t = 0; t < mt; t++) {
-      LLVMValueRef off = LLVMBuildAdd(b, abase_l, cg_i32(cg, 2 * t * 8 * wm * ra), "");
-      ldmatrix(cg, LLVMBuildAdd(b, off, cha, ""), 4, false, &af[4 * t]);
-    }
+  for (int kk = 0; kk < ks; kk++) {
+    if (sa || pa) read_a_step(cg, &ar, kk, &af[kk * mt * 4]);
     for (int u = 0; u < nt; u += 2) {
-      LLVMValueRef off = LLVMBuildAdd(b, bbase_l, cg_i32(cg, kk * 16 * rb), "");
-      off = LLVMBuildAdd(b, off, bcol[u], "");
+      LLVMValueRef off;
+      if (!nk) {
+        off = LLVMBuildAdd(b, LLVMBuildAdd(b, bbase_l, cg_i32(cg, kk * 16 * rb), ""), bcol[u], "");
+      } else {
+        LLVMValueRef ch = LLVMBuildShl(b, LLVMBuildXor(b, cg_i32(cg, 2 * kk), yb, ""), cg_i32(cg, 4), "");
+        off = LLVMBuildAdd(b, LLVMBuildAdd(b, bbase_l, bcol[u], ""), ch, "");
+      }
       if (u + 1 < nt) {
         LLVMValueRef q[4];
-        ldmatrix(cg, off, 4, true, q);
+        ldmatrix(cg, off, 4, !nk, q);
         bf[2 * u] = q[0], bf[2 * u + 1] = q[1], bf[2 * u + 2] = q[2], bf[2 * u + 3] = q[3];
       } else {
-        ldmatrix(cg, off, 2, true, &bf[2 * u]);
+        ldmatrix(cg, off, 2, !nk, &bf[2 * u]);
       }
     }
     for (int t = 0; t < mt; t++)
       for (int u = 0; u < nt; u++) {
         int s0 = 2 * t * cnt1 + 2 * u, s1 = (2 * t + 1) * cnt1 + 2 * u;
         LLVMValueRef c[4] = {acc[s0], acc[s0 + 1], acc[s1], acc[s1 + 1]};
-        mma16816(cg, dt, &af[4 * t], &bf[2 * u], c);
+        mma16816(cg, dt, &af[(kk * mt + t) * 4], &bf[2 * u], c);
         acc[s0] = c[0], acc[s0 + 1] = c[1], acc[s1] = c[2], acc[s1 + 1] = c[3];
       }
   }

@@ -7,7 +7,9 @@
  * buffers that lower_dot_mma reads with ldmatrix, and the buffers' place
  * in the shared memory (after everything else, pipe_finish).
  *
- * A load is pipelined when it sits in a for body, feeds only the dot there,
+ * A load is pipelined when it sits in a for body, feeds only MMA dots there
+ * (directly, or as B through a trans that they read untransposed; several
+ * dots may read one load's stage buffer),
  * has no `other` but zero, the body stores nothing (so fetching early cannot
  * miss a write), its pointer and mask are computed in the body from the
  * induction variable and loop invariants only by elementwise ops (so they
@@ -88,8 +90,15 @@ static PipeLoad *find_load(const Cg *cg, const TirInst *ld) {
   return NULL;
 }
 
-static PipeLoad *operand_load(const Cg *cg, const TirInst *dot, int i) {
-  TirValue *x = dot->args[i];
+// The value operand i of the dot reads from memory: B looks through a
+// trans that mma.c folds into its ldmatrix.
+static TirValue *operand_source(Cg *cg, const TirInst *dot, int i) {
+  bool nk;
+  return i == 1 ? mma_b_source(cg, dot, &nk) : dot->args[i];
+}
+
+static PipeLoad *operand_load(Cg *cg, const TirInst *dot, int i) {
+  TirValue *x = operand_source(cg, dot, i);
   return x->def && x->def->op == TIR_LOAD ? find_load(cg, x->def) : NULL;
 }
 
@@ -102,6 +111,31 @@ static int count_uses(const TirBlock *blk, const TirValue *v) {
     for (int k = 0; k < in->nblocks; k++) n += count_uses(in->blocks[k], v);
   }
   return n;
+}
+
+// Every use of x is in the body itself, by MMA dots reading it from
+// shared memory: as A (unless that dot takes A from registers) or B, or
+// through a trans they fold. Then several dots share one stage buffer.
+static bool dot_uses_only(Cg *cg, const TirBlock *body, const TirValue *x) {
+  int n = 0;
+  for (const TirInst *in = body->first; in; in = in->next) {
+    for (int k = 0; k < in->nblocks; k++)
+      if (count_uses(in->blocks[k], x)) return false;
+    bool uses = false;
+    for (int i = 0; i < in->nargs; i++) uses |= in->args[i] == x;
+    if (!uses) continue;
+    n++;
+    int wm, wn;
+    if (in->op == TIR_TRANS) {
+      if (!mma_trans_b(cg, in)) return false;
+    } else if (in->op == TIR_DOT) {
+      if (in->args[2] == x || !mma_supported(cg, in, &wm, &wn)) return false;
+      if (in->args[0] == x && mma_a_in_regs(cg, in)) return false;
+    } else {
+      return false;
+    }
+  }
+  return n > 0;
 }
 
 static bool has_store(const TirBlock *blk) {
@@ -157,14 +191,15 @@ static int copy_bytes(Cg *cg, const Layout *L, TirValue *ptr, TirValue *mask, in
 
 void pipe_consider(Cg *cg, TirInst *dot, int i) {
   int S = num_stages(cg);
-  TirValue *x = dot->args[i];
+  if (i == 0 && mma_a_in_regs(cg, dot)) return;
+  TirValue *x = operand_source(cg, dot, i);
   TirInst *ld = x->def;
   if (S < 2 || !ld || ld->op != TIR_LOAD || ld->parent != dot->parent || find_load(cg, ld)) return;
   TirBlock *body = ld->parent;
   TirInst *loop = body->owner;
   if (!loop || loop->op != TIR_FOR || body->nargs < 1 || x->type.rank != 2 || x->type.ptr) return;
   if (ld->nargs < 1 || ld->args[0]->type.rank != 2) return;
-  if (count_uses(body, x) != 1 || has_store(body)) return;
+  if (!dot_uses_only(cg, body, x) || has_store(body)) return;
   TirValue *ptr = ld->args[0];
   TirValue *mask = (ld->flags & TIR_HAS_MASK) && ld->nargs > 1 ? ld->args[1] : NULL;
   TirValue *other = (ld->flags & TIR_HAS_OTHER) && ld->nargs > 2 ? ld->args[2] : NULL;

@@ -144,6 +144,43 @@ static const Case cases[] = {
       "int:128", "int:128" }, 1e-3, 1e-2 },
   // A pipelined with a masked K tail (208 = 6.5 x 32: zero-filled copies),
   // B (N = 1000) through registers, in one loop.
+  // Chained dots, the attention inner loop (tests/dsl/kernels/attn_chain.tj):
+  // args o, q, k, v, n, scale; q, k, v [n, D]; grid n / BM. wn == 1 splits
+  // take p from the accumulator registers; trans(k) is read untransposed and
+  // prefetched with v; q's fragments are hoisted. p is rounded to T on both
+  // sides, but exp2 differs in the last bits, so a p at a rounding boundary
+  // may round the other way: the tolerance is a few T ulps of o.
+  { "attn_chain_f16_128x64_nw8", "tests/dsl/kernels/attn_chain.tj",
+    { "T=f16", "BM=128", "BN=64", "D=64", "num_warps=8" }, { 2, 1, 1 },
+    { "buf:16384:zero", "buf:16384:rand", "buf:16384:rand", "buf:16384:rand", "int:256", "float:0.25" },
+    1e-2, 1e-2 },
+  { "attn_chain_bf16_multi", "tests/dsl/kernels/attn_chain.tj",  // k feeds both dots
+    { "T=bf16", "BM=64", "BN=64", "D=64", "MULTI=true", "num_warps=4" }, { 4, 1, 1 },
+    { "buf:16384:zero", "buf:16384:rand", "buf:16384:rand", "buf:16384:rand", "int:256", "float:0.25" },
+    5e-2, 5e-2 },
+  { "attn_chain_f16_d32", "tests/dsl/kernels/attn_chain.tj",
+    { "T=f16", "BM=64", "BN=32", "D=32", "num_warps=4" }, { 3, 1, 1 },
+    { "buf:6144:zero", "buf:6144:rand", "buf:6144:rand", "buf:6144:rand", "int:192", "float:0.3" },
+    1e-2, 1e-2 },
+  // k 2 bytes off 16-byte alignment: no cp.async, trans(k) staged as is.
+  { "attn_chain_f16_unaligned_k", "tests/dsl/kernels/attn_chain.tj",
+    { "T=f16", "BM=64", "BN=32", "D=32", "num_warps=4" }, { 3, 1, 1 },
+    { "buf:6144:zero", "buf:6144:rand", "buf:6144:rand:off1", "buf:6144:rand", "int:192", "float:0.3" },
+    1e-2, 1e-2 },
+  // 2 x 2 warps (wn = 2): p through shared memory, reductions across warps;
+  // BN = 16 gives one n8 tile per warp (ldmatrix .x2 of the untransposed k).
+  { "attn_chain_f16_split", "tests/dsl/kernels/attn_chain.tj",
+    { "T=f16", "BM=32", "BN=16", "D=32", "num_warps=4" }, { 4, 1, 1 },
+    { "buf:4096:zero", "buf:4096:rand", "buf:4096:rand", "buf:4096:rand", "int:128", "float:0.3" },
+    1e-2, 1e-2 },
+  { "attn_chain_f16_nw2", "tests/dsl/kernels/attn_chain.tj",
+    { "T=f16", "BM=32", "BN=16", "D=16", "num_warps=2" }, { 4, 1, 1 },
+    { "buf:2048:zero", "buf:2048:rand", "buf:2048:rand", "buf:2048:rand", "int:128", "float:0.3" },
+    1e-2, 1e-2 },
+  { "attn_chain_f16_nw1", "tests/dsl/kernels/attn_chain.tj",
+    { "T=f16", "BM=16", "BN=16", "D=16", "num_warps=1" }, { 4, 1, 1 },
+    { "buf:1024:zero", "buf:1024:rand", "buf:1024:rand", "buf:1024:rand", "int:64", "float:0.3" },
+    1e-2, 1e-2 },
   { "mma_bf16_ktail_mixed", "examples/matmul.tj",
     { "T=bf16", "BLOCK_M=128", "BLOCK_N=128", "BLOCK_K=32", "num_warps=8" }, { 1, 8, 1 },
     { "buf:128000:zero", "buf:26624:rand", "buf:208000:rand", "int:128", "int:1000", "int:208", "int:208",
