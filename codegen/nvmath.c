@@ -16,13 +16,20 @@
  *   tanh  |x| < 0.6: x + x s P(s), s = x^2, a degree-5 least-maximum fit;
  *         otherwise 1 - 2 / (exp(2|x|) + 1) with the sign restored:
  *         <= 1.5 ulp with an exact exp2, <= 3 ulp with ex2.approx.
- *   erf   |x| < 1: x P(x^2), degree 7; 1 <= |x| < 4: 1 - 2^Q(|x|) with Q a
- *         degree-10 fit of log2(erfc); |x| >= 4: +-1. Max absolute error
- *         1.5e-7 (limit 1e-6).
+ *   erf   sign(x) (1 - 2^(t q(t))), t = min(|x|, 4), q of degree 7 (one
+ *         branch-free formula over the whole range; nvmath_poly.h has the
+ *         fit). Max absolute error 8.9e-8 with an exact exp2 (tested in
+ *         test_nvmath.c), plus ex2.approx's 2 ulp of 2^p (= erfc): <=
+ *         2.2e-7 (tested too; limit 1e-6). The error is absolute: near 0, where erf(x) is
+ *         about 1.13 x, the relative error grows as 2e-7 / |x|. That is the
+ *         contract gelu needs (0.5 x (1 + erf) is off by x/2 times erf's
+ *         absolute error); an erf accurate to ulps near 0 cost a second
+ *         polynomial and a select per element, ~12 more instructions.
  *   fmod  exact (the result of fmod is always representable), see nvm_fmod.
  * f16/bf16 callers widen to f32 first and round the result (lower_elem).
  */
 #include "layout.h"
+#include "nvmath_poly.h"
 
 #include <math.h>
 
@@ -94,29 +101,21 @@ LLVMValueRef nvm_tanh(Cg *cg, LLVMValueRef x) {
   return LLVMBuildSelect(b, use_big, big, small, "");
 }
 
-static const float erf_p[8] = {1.128379167e+00f, -3.761263848e-01f, 1.128378277e-01f,
-                               -2.686544696e-02f, 5.221078243e-03f, -8.484761924e-04f,
-                               1.127091790e-04f, -9.681217300e-06f};
-static const float erfc_q[11] = {-8.555281627e-03f, -1.575276213e+00f, -1.061465251e+00f,
-                                 7.758006716e-02f, -2.017293009e-01f, 1.566321307e-01f,
-                                 -7.491048344e-02f, 2.348666092e-02f, -4.693283402e-03f,
-                                 5.416860644e-04f, -2.743156222e-05f};
-
+// t = minimum(|x|, 4) (NaN-propagating: min.NaN.f32 keeps erf(NaN) NaN,
+// where minnum would clamp it to 4 and return +-1). The clamp stands in for
+// both the |x| >= 4 branch and the abs (FMNMX takes |x| as an operand).
 LLVMValueRef nvm_erf(Cg *cg, LLVMValueRef x) {
   LLVMBuilderRef b = cg->b;
-  LLVMValueRef a = fabs1(cg, x);
-  LLVMValueRef s = LLVMBuildFMul(b, x, x, "");
-  LLVMValueRef small = LLVMBuildFMul(b, x, horner(cg, erf_p, 8, s), "");
-  LLVMTypeRef t = cg->f32;
-  LLVMValueRef mm[2] = {a, cf(cg, 4.0)};
-  LLVMValueRef ac = cg_intrinsic(cg, "llvm.minnum", &t, 1, mm, 2);
-  LLVMValueRef q = horner(cg, erfc_q, 11, ac);
-  LLVMValueRef big = LLVMBuildFSub(b, cf(cg, 1.0), nvm_exp2(cg, q), "");
-  LLVMValueRef one = LLVMBuildFCmp(b, LLVMRealOGE, a, cf(cg, 4.0), "");
-  big = LLVMBuildSelect(b, one, cf(cg, 1.0), big, "");
-  big = copysign1(cg, big, x);
-  LLVMValueRef use_big = LLVMBuildFCmp(b, LLVMRealOGE, a, cf(cg, 1.0), "");
-  return LLVMBuildSelect(b, use_big, big, small, "");
+  LLVMTypeRef t32 = cg->f32;
+  LLVMValueRef mm[2] = {fabs1(cg, x), cf(cg, NVM_ERF_CLAMP)};
+  LLVMValueRef t = cg_intrinsic(cg, "llvm.minimum", &t32, 1, mm, 2);
+  LLVMValueRef p = LLVMBuildFMul(b, horner(cg, nvm_erf_q, NVM_ERF_DEG, t), t, "");
+  LLVMValueRef m = LLVMBuildFSub(b, cf(cg, 1.0), nvm_exp2(cg, p), "");
+  // m = 1 - 2^p with p <= 0 is +0 or more (or NaN), so or-ing in x's sign
+  // bit is copysign: one LOP3, where llvm.copysign becomes abs, neg, a
+  // sign test and a select on NVPTX.
+  LLVMValueRef sgn = LLVMBuildAnd(b, LLVMBuildBitCast(b, x, cg->i32, ""), LLVMConstInt(cg->i32, 0x80000000u, 0), "");
+  return LLVMBuildBitCast(b, LLVMBuildOr(b, LLVMBuildBitCast(b, m, cg->i32, ""), sgn, ""), t32, "");
 }
 
 // fmodf by exponent reduction in f64, where every f32 (subnormals too) is
@@ -159,6 +158,22 @@ LLVMValueRef nvm_fmod(Cg *cg, LLVMValueRef x, LLVMValueRef y) {
   return LLVMBuildSelect(b, special, cf(cg, NAN), m, "");
 }
 
+// Both halves of the 64-bit product of u32 a and the u32 constant m, as
+// one mul.wide.u32 (one IMAD.WIDE.U32, where mul.hi.u32 + mul.lo.u32 are an
+// IMAD.HI and an IMAD: ptxas does not pair them). NVPTX selects mul.wide
+// from a multiply of two zero-extended i32; the halves are the two
+// registers of the pair, so the shift and truncations cost nothing. (In the
+// first rounds LLVM folds zext(trunc(ctr)) to ctr & 0xffffffff and emits
+// mul.lo.s64, which ptxas still reduces to IMAD.WIDE.U32: hiding the
+// multiply in inline asm to keep mul.wide gave the same SASS count and
+// 24-40 more registers.)
+static void mul_wide(Cg *cg, LLVMValueRef a, uint32_t m, LLVMValueRef *hi, LLVMValueRef *lo) {
+  LLVMBuilderRef b = cg->b;
+  LLVMValueRef p = LLVMBuildMul(b, LLVMBuildZExt(b, a, cg->i64, ""), LLVMConstInt(cg->i64, m, 0), "");
+  *lo = LLVMBuildTrunc(b, p, cg->i32, "");
+  *hi = LLVMBuildTrunc(b, LLVMBuildLShr(b, p, LLVMConstInt(cg->i64, 32, 0), ""), cg->i32, "");
+}
+
 // Philox-4x32-10 (Salmon et al., Random123): key = (lo32(seed), hi32(seed)),
 // counter = (lo32(ctr), hi32(ctr), 0, 0). Four calls that differ only in the
 // lane compute the same rounds, which LLVM's CSE merges into one.
@@ -173,20 +188,15 @@ LLVMValueRef nvm_philox(Cg *cg, LLVMValueRef seed, LLVMValueRef ctr, LLVMValueRe
       LLVMConstInt(cg->i32, 0, 0),
       LLVMConstInt(cg->i32, 0, 0),
   };
-  LLVMValueRef m0 = LLVMConstInt(cg->i32, 0xD2511F53u, 0), m1 = LLVMConstInt(cg->i32, 0xCD9E8D57u, 0);
   LLVMValueRef w0 = LLVMConstInt(cg->i32, 0x9E3779B9u, 0), w1 = LLVMConstInt(cg->i32, 0xBB67AE85u, 0);
   for (int r = 0; r < 10; r++) {
     if (r > 0) {
       k0 = LLVMBuildAdd(b, k0, w0, "");
       k1 = LLVMBuildAdd(b, k1, w1, "");
     }
-    // mul.hi.u32 / mul.lo.u32 directly: an i64 multiply and shift is not
-    // always matched back and costs 64-bit ops.
-    LLVMValueRef a0[2] = {c[0], m0}, a1[2] = {c[2], m1};
-    LLVMValueRef hi0 = cg_intrinsic(cg, "llvm.nvvm.mulhi.ui", NULL, 0, a0, 2);
-    LLVMValueRef hi1 = cg_intrinsic(cg, "llvm.nvvm.mulhi.ui", NULL, 0, a1, 2);
-    LLVMValueRef lo0 = LLVMBuildMul(b, c[0], m0, "");
-    LLVMValueRef lo1 = LLVMBuildMul(b, c[2], m1, "");
+    LLVMValueRef hi0, lo0, hi1, lo1;
+    mul_wide(cg, c[0], 0xD2511F53u, &hi0, &lo0);
+    mul_wide(cg, c[2], 0xCD9E8D57u, &hi1, &lo1);
     LLVMValueRef n0 = LLVMBuildXor(b, LLVMBuildXor(b, hi1, c[1], ""), k0, "");
     LLVMValueRef n2 = LLVMBuildXor(b, LLVMBuildXor(b, hi0, c[3], ""), k1, "");
     c[0] = n0;
