@@ -508,22 +508,19 @@ static TirFunc *frontend(Arena *a, const char *src, const char *file, unsigned s
   return f;
 }
 
-// Every example compiles for sm_80 and sm_90 and assembles, with and without
-// the runtime's alignment specialisations.
-START_TEST(examples_compile) {
-  char *dir = tj_test_path("examples");
+// Every .tj file of a folder compiles for sm_80 and sm_90 and assembles, with
+// and without the runtime's alignment specialisations. Returns the count.
+static int compile_dir(const char *reldir) {
+  char *dir = tj_test_path(reldir);
   DIR *dp = opendir(dir);
-  if (!dp) {
-    free(dir);
-    return;  // no examples in this checkout
-  }
+  ck_assert_msg(dp != NULL, "cannot open %s", dir);
   struct dirent *de;
   int n = 0;
   while ((de = readdir(dp))) {
     size_t len = strlen(de->d_name);
     if (len < 4 || strcmp(de->d_name + len - 3, ".tj") != 0) continue;
     char rel[512];
-    snprintf(rel, sizeof rel, "examples/%s", de->d_name);
+    snprintf(rel, sizeof rel, "%s/%s", reldir, de->d_name);
     char *src = tj_test_read_file(rel, NULL);
     ck_assert_ptr_nonnull(src);
     for (unsigned spec = 0; spec < 2; spec++) {
@@ -558,8 +555,14 @@ START_TEST(examples_compile) {
   }
   closedir(dp);
   free(dir);
-  ck_assert_int_gt(n, 0);
+  return n;
 }
+
+START_TEST(examples_compile) { ck_assert_int_gt(compile_dir("examples"), 0); }
+END_TEST
+
+// The GPU-vs-interpreter test kernels too, so CI checks they assemble.
+START_TEST(test_kernels_compile) { ck_assert_int_gt(compile_dir("tests/dsl/kernels"), 0); }
 END_TEST
 
 // ---------------------------------------------------------------- regressions
@@ -770,6 +773,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, line_info_and_annotate);
   tcase_add_test(tc, unsupported_is_reported);
   tcase_add_test(tc, examples_compile);
+  tcase_add_test(tc, test_kernels_compile);
   tcase_add_test(tc, concurrent_compiles);
   tcase_add_test(tc, for_without_yield);
   tcase_add_test(tc, int_divrem_remat);
