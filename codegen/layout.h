@@ -142,6 +142,7 @@ LLVMTypeRef cg_val_type(Cg *cg, TirType t);  // element register type (ptr -> gp
 LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl,
                           LLVMValueRef *args, int nargs);
 LLVMValueRef cg_sreg(Cg *cg, const char *name);
+int cg_ilog2(int x);                         // floor(log2(x)) for x >= 1; 0 for x <= 1
 LLVMValueRef cg_i32(Cg *cg, int64_t v);
 LLVMValueRef cg_barrier(Cg *cg);
 // Runtime coordinate of slot along tile dim d of L.

@@ -124,7 +124,7 @@ LLVMValueRef cg_sreg(Cg *cg, const char *name) {
 
 LLVMValueRef cg_barrier(Cg *cg) { return cg_intrinsic(cg, "llvm.nvvm.barrier0", NULL, 0, NULL, 0); }
 
-static int ilog2i(int x) {
+int cg_ilog2(int x) {
   int n = 0;
   while (x > 1) {
     x >>= 1;
@@ -141,8 +141,8 @@ static LLVMValueRef grid_pos(Cg *cg, const Layout *L, int g) {
     l = LLVMBuildAnd(b, cg->lane, cg_i32(cg, L->tpw[1] - 1), "");
     w = LLVMBuildAnd(b, cg->warp, cg_i32(cg, L->wpc[1] - 1), "");
   } else {
-    l = LLVMBuildLShr(b, cg->lane, cg_i32(cg, ilog2i(L->tpw[1])), "");
-    w = LLVMBuildLShr(b, cg->warp, cg_i32(cg, ilog2i(L->wpc[1])), "");
+    l = LLVMBuildLShr(b, cg->lane, cg_i32(cg, cg_ilog2(L->tpw[1])), "");
+    w = LLVMBuildLShr(b, cg->warp, cg_i32(cg, cg_ilog2(L->wpc[1])), "");
     w = LLVMBuildAnd(b, w, cg_i32(cg, L->wpc[0] - 1), "");
   }
   if (L->wpc[g] == 1) return l;

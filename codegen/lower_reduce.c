@@ -134,15 +134,6 @@ static LLVMValueRef shfl(Cg *cg, LLVMValueRef x, int mask) {
   return isfp ? LLVMBuildBitCast(b, s, t, "") : s;
 }
 
-static int ilog2i(int x) {
-  int n = 0;
-  while (x > 1) {
-    x >>= 1;
-    n++;
-  }
-  return n;
-}
-
 void lower_reduce(Cg *cg, TirInst *in) {
   LLVMBuilderRef b = cg->b;
   TirValue *a = in->args[0], *res = in->res[0];
@@ -179,7 +170,7 @@ void lower_reduce(Cg *cg, TirInst *in) {
   // 2. across the distinct lanes along the axis
   int g = La->gdim[axis];
   int nl = layout_lanes(La, axis);
-  int shift = g == 1 ? 0 : ilog2i(La->tpw[1]);
+  int shift = g == 1 ? 0 : cg_ilog2(La->tpw[1]);
   for (int m = 1; m < nl; m <<= 1) {
     for (int j = 0; j < nout; j++) {
       LLVMValueRef w = shfl(cg, V[j], m << shift);
@@ -192,7 +183,7 @@ void lower_reduce(Cg *cg, TirInst *in) {
   if (nw > 1) {
     LLVMValueRef wc;
     if (g == 1) wc = LLVMBuildAnd(b, cg->warp, cg_i32(cg, nw - 1), "");
-    else wc = LLVMBuildAnd(b, LLVMBuildLShr(b, cg->warp, cg_i32(cg, ilog2i(La->wpc[1])), ""), cg_i32(cg, nw - 1), "");
+    else wc = LLVMBuildAnd(b, LLVMBuildLShr(b, cg->warp, cg_i32(cg, cg_ilog2(La->wpc[1])), ""), cg_i32(cg, nw - 1), "");
     LLVMTypeRef vt = cg_mem_type(cg, r.vt);
     int vb = cg_dtype_bytes(r.vt);
     int nall = res->type.rank == 0 ? 1 : res->type.shape[0];

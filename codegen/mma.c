@@ -70,15 +70,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int ilog2i(int x) {
-  int n = 0;
-  while (x > 1) {
-    x >>= 1;
-    n++;
-  }
-  return n;
-}
-
 static int pad128(int x) { return (x + 127) / 128 * 128; }
 
 bool mma_supported(Cg *cg, const TirInst *in, int *wm, int *wn) {
@@ -107,7 +98,7 @@ bool mma_supported(Cg *cg, const TirInst *in, int *wm, int *wn) {
 static LLVMValueRef swz_phase(Cg *cg, LLVMValueRef r, int rowbytes) {
   int per = rowbytes >= 128 ? 1 : 128 / rowbytes;
   int phases = rowbytes / 16 < 8 ? rowbytes / 16 : 8;
-  LLVMValueRef x = per > 1 ? LLVMBuildLShr(cg->b, r, cg_i32(cg, ilog2i(per)), "") : r;
+  LLVMValueRef x = per > 1 ? LLVMBuildLShr(cg->b, r, cg_i32(cg, cg_ilog2(per)), "") : r;
   return LLVMBuildAnd(cg->b, x, cg_i32(cg, phases - 1), "");
 }
 
@@ -287,7 +278,7 @@ static Lane lane_ids(Cg *cg, int wm, int wn) {
   LLVMBuilderRef b = cg->b;
   Lane l;
   l.w1 = LLVMBuildAnd(b, cg->warp, cg_i32(cg, wn - 1), "");
-  l.w0 = LLVMBuildAnd(b, LLVMBuildLShr(b, cg->warp, cg_i32(cg, ilog2i(wn)), ""), cg_i32(cg, wm - 1), "");
+  l.w0 = LLVMBuildAnd(b, LLVMBuildLShr(b, cg->warp, cg_i32(cg, cg_ilog2(wn)), ""), cg_i32(cg, wm - 1), "");
   l.r = LLVMBuildAnd(b, cg->lane, cg_i32(cg, 7), "");
   LLVMValueRef j = LLVMBuildLShr(b, cg->lane, cg_i32(cg, 3), "");
   l.jlo = LLVMBuildAnd(b, j, cg_i32(cg, 1), "");
