@@ -24,6 +24,21 @@
 
 #define SM_FILE "blocks/softmax.tj"
 
+// Picks the configuration (tuned on the GPU, the heuristic otherwise),
+// compiles req's kernel, or the looped one for rows past the register
+// limit, and runs it over the rows.
+static tj_status run_config(tj_blocks *b, const BlkTuneReq *req, BlkDefs *d, const char *looped, bool gpu) {
+  BlkConfig c = blk_choose_config(b, req, gpu);
+  blk_def_int(d, "BLOCK", c.block);
+  if (!c.looped) blk_def_int(d, "ROWS", c.rows);
+  tj_kernel *k;
+  tj_status st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len, c.looped ? looped : req->kernel,
+                            d->p, d->n, c.num_warps, gpu, &k);
+  if (st != TJ_OK) return st;
+  unsigned grid = (unsigned)(c.looped ? req->M : (req->M + c.rows - 1) / c.rows);
+  return blk_run(b, k, gpu, grid, req->args, req->nargs, req->stream);
+}
+
 tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_softmax_opts *opts,
                          void *stream) {
   if (!b) return TJ_ERR_INVALID_ARG;
@@ -83,15 +98,7 @@ tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_
                      .srclen = blk_src_softmax_len, .kernel = "softmax_fwd", .defines = d.p, .ndefines = d.n,
                      .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 11, .m_arg = 3,
                      .written = 1u << 0, .stream = stream };
-  BlkConfig c = blk_choose_config(b, &req, gpu);
-  blk_def_int(&d, "BLOCK", c.block);
-  if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
-  tj_kernel *k;
-  st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len,
-                  c.looped ? "softmax_fwd_online" : "softmax_fwd", d.p, d.n, c.num_warps, gpu, &k);
-  if (st != TJ_OK) return st;
-  unsigned grid = (unsigned)(c.looped ? vx.M : (vx.M + c.rows - 1) / c.rows);
-  return blk_run(b, k, gpu, grid, a, 11, stream);
+  return run_config(b, &req, &d, "softmax_fwd_online", gpu);
 }
 
 tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DLTensor *dx,
@@ -135,13 +142,5 @@ tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DL
                      .srclen = blk_src_softmax_len, .kernel = "softmax_bwd", .defines = d.p, .ndefines = d.n,
                      .M = vy.M, .K = vy.K, .rows_cap = r.rows_cap, .args = a, .nargs = 12, .m_arg = 3,
                      .written = 1u << 0, .stream = stream };
-  BlkConfig c = blk_choose_config(b, &req, gpu);
-  blk_def_int(&d, "BLOCK", c.block);
-  if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
-  tj_kernel *k;
-  st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len,
-                  c.looped ? "softmax_bwd_online" : "softmax_bwd", d.p, d.n, c.num_warps, gpu, &k);
-  if (st != TJ_OK) return st;
-  unsigned grid = (unsigned)(c.looped ? vy.M : (vy.M + c.rows - 1) / c.rows);
-  return blk_run(b, k, gpu, grid, a, 12, stream);
+  return run_config(b, &req, &d, "softmax_bwd_online", gpu);
 }
