@@ -2,7 +2,7 @@
  *
  * tj_kernel_compile reads as the list of passes it runs:
  *   lex -> parse -> sema (lowers to tile IR, folds, CSE, DCE) -> verify
- *   -> print tile IR -> cache key -> [cache hit | LLVM lowering -> O3 -> PTX]
+ *   -> print tile IR -> cache key -> [cache hit | LLVM lowering -> lean passes -> PTX]
  * The front end always runs: it is fast and yields the signature and the
  * IR the interpreter needs. A cache hit then skips LLVM entirely (so
  * tj_kernel_llvm is NULL on a hit). TILEJIT_DUMP=tir,llvm,ptx (or all)
