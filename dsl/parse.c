@@ -19,7 +19,10 @@
  * clears the panic. Every error path consumes at least one token or stops at
  * a token that the enclosing loop consumes, so the parser always terminates.
  * Nesting (parentheses, unary chains, blocks) is bounded by MAX_DEPTH so that
- * hostile input cannot overflow the C stack; no longjmp is used.
+ * hostile input cannot overflow the C stack; no longjmp is used. Operator
+ * and subscript chains (a + b + c..., x[:, None][None]...) are parsed by
+ * loops, but each link deepens the AST that sema and the span code walk
+ * recursively, so the links open at once are bounded by MAX_CHAIN.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +30,7 @@
 
 #include "dsl.h"
 
-enum { MAX_DEPTH = 200 };
+enum { MAX_DEPTH = 200, MAX_CHAIN = 1000 };
 
 typedef struct Parser {
   Arena *a;
@@ -36,6 +39,7 @@ typedef struct Parser {
   Token *prev;  // last consumed token, for "expected ';' after ..." spans
   Token *unclosed_at;  // where "expected '}'" was last reported (once per token)
   int depth;
+  int chain;    // binary/subscript links of the expressions being parsed
   bool panic;
 } Parser;
 
@@ -149,6 +153,18 @@ static bool enter(Parser *p, const char *what) {
 }
 
 static void leave(Parser *p) { p->depth--; }
+
+// One more link of an operator or subscript chain (see the top comment);
+// the caller gives its links back when the chain ends.
+static bool chain_link(Parser *p) {
+  if (p->chain >= MAX_CHAIN) {
+    error_at(p, p->tok->loc, "expression too long: more than %d operators or subscripts in a chain",
+             MAX_CHAIN);
+    return false;
+  }
+  p->chain++;
+  return true;
+}
 
 //
 // Expressions
@@ -267,15 +283,22 @@ static Node *primary(Parser *p) {
 // postfix = primary { "[" sub { "," sub } "]" }
 static Node *postfix(Parser *p) {
   Node *n = primary(p);
+  int links = 0;
   while (n && !p->panic && is_punct(p, P_LBRACK)) {
+    if (!chain_link(p)) break;
+    links++;
     Token *t = advance(p);
     Node *ix = new_node(p, ND_INDEX, t->loc);
-    if (!ix) return NULL;
+    if (!ix) {
+      n = NULL;
+      break;
+    }
     ix->lhs = n;
     ix->args = list_tail(p, P_RBRACK, sub, &ix->nargs);
     if (!p->panic && ix->nargs == 0) error_at(p, t->loc, "expected ':' or 'None' in subscript");
     n = ix;
   }
+  p->chain -= links;
   return n;
 }
 
@@ -308,13 +331,16 @@ static Node *binary(Parser *p, Token *op, Node *lhs, Node *rhs) {
 // One left-associative precedence level: sub { op sub } for the ops in ops.
 static Node *left_assoc(Parser *p, Node *(*next)(Parser *), const int *ops, int nops) {
   Node *n = next(p);
+  int links = 0;
   while (n && !p->panic) {
     int i = 0;
     while (i < nops && !is_punct(p, ops[i])) i++;
-    if (i == nops) break;
+    if (i == nops || !chain_link(p)) break;
+    links++;
     Token *op = advance(p);
     n = binary(p, op, n, next(p));
   }
+  p->chain -= links;
   return n;
 }
 

@@ -772,6 +772,7 @@ static void lower_static_assert(Sema *s, const Node *n) {
 // ---------------------------------------------------------------- statements
 
 void lower_stmt(Sema *s, const Node *n) {
+  s->big_tile_reported = false;
   switch (n->kind) {
   case ND_LET:
   case ND_VAR: lower_decl(s, n); return;

@@ -308,8 +308,8 @@ static SVal abs_call(Call *c) {
   if (dt == DT_BOOL) return err(c, 0, "abs needs a numeric operand, got bool");
   if (x.kind == SV_FLOAT) return sv_float(fabs(x.f), dt, x.weak);
   if (x.kind == SV_INT) {
-    if (x.weak) return sv_int(x.i < 0 ? -x.i : x.i, dt, true);
-    return dtype_is_signed(dt) && x.i < 0 ? const_convert(sv_int(-x.i, DT_I64, false), dt) : x;
+    if (x.weak) return sv_int(x.i < 0 ? sema_neg(x.i) : x.i, dt, true);
+    return dtype_is_signed(dt) && x.i < 0 ? const_convert(sv_int(sema_neg(x.i), DT_I64, false), dt) : x;
   }
   if (!dtype_is_signed(dt) && !dtype_is_float(dt)) return x;
   return emit_val(c->s, TIR_ABS, x.v->type, &x.v, 1, c->loc);

@@ -124,6 +124,18 @@ bool is_pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 TirValue *emit1(Sema *s, TirOp op, TirType rt, TirValue **args, int nargs, Loc loc) {
   for (int i = 0; i < nargs; i++)
     if (!args[i]) return NULL;
+  // Shapes from literals are checked where they are written (full, arange);
+  // broadcasting and dot can still multiply two legal dims into a tile no
+  // backend can hold, so every tile sema creates is checked here.
+  int64_t n = tir_numel(rt);
+  if (n > SEMA_MAX_NUMEL) {
+    // Each operand's broadcast would fail the same way: one report per statement.
+    if (!s->big_tile_reported)
+      diag_at(s->d, DIAG_ERROR, loc, "tile of %lld elements is too large (at most %d)", (long long)n,
+              SEMA_MAX_NUMEL);
+    s->big_tile_reported = true;
+    return NULL;
+  }
   return tir_emit(s->f, s->blk, op, rt, args, nargs, loc);
 }
 
@@ -562,7 +574,7 @@ static SVal ptr_arith(Sema *s, int op, SVal l, SVal r, Loc loc) {
     return sv_poison();
   }
   if (o.kind == SV_INT) {
-    if (op == P_MINUS) o.i = -o.i;
+    if (op == P_MINUS) o.i = sema_neg(o.i);
     if (o.weak) odt = weak_int_dtype(o.i);
   }
   TirValue *pv = coerce(s, p, p.v->type.dtype, sh, loc);
@@ -649,7 +661,7 @@ static SVal unary_op(Sema *s, const Node *n) {
       return sv_poison();
     }
     if (n->op == P_PLUS) return x;
-    if (x.kind == SV_INT) return sv_int(x.weak ? -x.i : wrap_int(-x.i, dt), dt, x.weak);
+    if (x.kind == SV_INT) return sv_int(x.weak ? sema_neg(x.i) : wrap_int(sema_neg(x.i), dt), dt, x.weak);
     if (x.kind == SV_FLOAT) return sv_float(-x.f, dt, x.weak);
     return sv_value(emit1(s, TIR_NEG, x.v->type, &x.v, 1, n->loc));
   case P_BANG:
@@ -732,8 +744,25 @@ static SVal eval_name(Sema *s, const Node *n) {
   return sv_poison();
 }
 
+static SVal eval_node(Sema *s, const Node *n);
+
 SVal eval(Sema *s, const Node *n) {
   if (!n) return sv_poison();
+  if (s->eval_depth >= SEMA_MAX_EVAL_DEPTH) {
+    if (!s->eval_depth_failed)
+      diag_at(s->d, DIAG_ERROR, n->loc,
+              "expression nested too deeply (more than %d levels, counting inlined fn calls)",
+              SEMA_MAX_EVAL_DEPTH);
+    s->eval_depth_failed = true;
+    return sv_poison();
+  }
+  s->eval_depth++;
+  SVal v = eval_node(s, n);
+  s->eval_depth--;
+  return v;
+}
+
+static SVal eval_node(Sema *s, const Node *n) {
   switch (n->kind) {
   case ND_INT: return sv_int(n->ival, weak_int_dtype(n->ival), true);
   case ND_FLOAT: return sv_float(n->fval, DT_F32, true);

@@ -75,6 +75,9 @@ typedef struct Sema {
   const Func *kernel;
   int depth;             // fn inlining depth
   bool depth_failed;     // recursion reported: every further fn call is poison
+  int eval_depth;        // eval() recursion, through inlined fns too (bounds the C stack)
+  bool eval_depth_failed; // reported once; every deeper eval is poison
+  bool big_tile_reported; // a "too large" tile in the current statement (one per statement)
   bool in_fn;            // lowering an fn body (return is legal at its end)
   bool *define_used;     // per opt->defines entry
   PtrVec consts;         // TirConstDef*
@@ -84,7 +87,15 @@ typedef struct Sema {
 } Sema;
 
 #define SEMA_MAX_DEPTH 32
+// Expression nesting that eval() follows, summed over inlined fn bodies. The
+// parser bounds one expression; this bounds 32 inlinings of such bodies so
+// that hostile input cannot overflow the C stack (ASan frames included).
+#define SEMA_MAX_EVAL_DEPTH 2000
 #define SEMA_MAX_NUMEL (1 << 20)
+
+// -v wrapping like the IR's integers: INT64_MIN negates to itself, with no
+// signed overflow in the compiler (folding constants must not be UB).
+static inline int64_t sema_neg(int64_t v) { return (int64_t)(0 - (uint64_t)v); }
 
 // sema_expr.c
 SVal sv_poison(void);

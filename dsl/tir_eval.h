@@ -81,8 +81,9 @@ static inline double tir_round_d(Dtype dt, double x) {
 
 static inline int tir_int_bits(Dtype dt) { return dt == DT_BOOL ? 1 : dtype_bits(dt); }
 
+// Built with unsigned shifts: 1 << 63 in int64_t is undefined behaviour.
 static inline int64_t tir_int_min(Dtype dt) {
-  return dtype_is_signed(dt) ? -((int64_t)1 << (dtype_bits(dt) - 1)) : 0;
+  return dtype_is_signed(dt) ? (int64_t)(~(uint64_t)0 << (dtype_bits(dt) - 1)) : 0;
 }
 
 // Saturating float -> int/bool conversion; NaN -> 0 (bool: NaN -> true).

@@ -516,6 +516,31 @@ START_TEST(test_int_semantics) {
 }
 END_TEST
 
+// float -> i64 saturating at the bottom computed INT64_MIN as -(1 << 63) in
+// int64_t, undefined behaviour that UBSan aborts on (found by fuzzing).
+START_TEST(test_f2i_int64_limits) {
+  ck_assert(tir_int_min(DT_I64) == INT64_MIN);
+  ck_assert(tir_int_min(DT_I8) == -128);
+  ck_assert(tir_int_min(DT_U64) == 0);
+  TB t;
+  tb_init(&t, "f2i64");
+  TirValue *pd = tb_param(&t, "d", true, DT_F64);
+  TirValue *po = tb_param(&t, "o", true, DT_I64);
+  TirValue *r = tb_arange(&t, 0, 4);
+  TirValue *dv = tb_load(&t, tb_ptr_add(&t, pd, r), NULL, NULL);
+  tb_store(&t, tb_ptr_add(&t, po, r), tb_cast(&t, dv, DT_I64), NULL);
+  double d[4] = {-1e30, 1e30, NAN, -9223372036854775808.0};
+  int64_t o[4];
+  tj_arg args[2] = {tj_arg_ptr(d, sizeof d), tj_arg_ptr(o, sizeof o)};
+  run_ok(t.f, grid1, args, 2);
+  ck_assert(o[0] == INT64_MIN);
+  ck_assert(o[1] == INT64_MAX);
+  ck_assert(o[2] == 0);
+  ck_assert(o[3] == INT64_MIN);
+  tb_free(&t);
+}
+END_TEST
+
 // ---------------------------------------------------------------- f16 / bf16
 
 START_TEST(test_half_rounding) {
@@ -800,6 +825,7 @@ static Suite *interp_suite(void) {
   tcase_add_test(tc, test_loop);
   tcase_add_test(tc, test_if);
   tcase_add_test(tc, test_int_semantics);
+  tcase_add_test(tc, test_f2i_int64_limits);
   tcase_add_test(tc, test_half_rounding);
   tcase_add_test(tc, test_casts);
   tcase_add_test(tc, test_philox_kat);

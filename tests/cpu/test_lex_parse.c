@@ -518,6 +518,36 @@ START_TEST(test_nesting_limits) {
 }
 END_TEST
 
+// Operator and subscript chains are loops in the parser but left spines in
+// the AST that sema walks recursively: 20000 `+` overflowed sema's stack
+// (found by fuzzing). The links are bounded; a long but sane chain parses.
+START_TEST(test_chain_limits) {
+  check_deep("x + ", 100000, "x", "", "error: expression too long: more than 1000 operators");
+  check_deep("x * ", 1001, "x", "", "error: expression too long: more than 1000 operators");
+  check_deep("", 100000, "x", "[:]", "error: expression too long: more than 1000 operators");
+  // A chain inside an operand of another counts with it: the AST is as deep.
+  char *chain600 = repeat("x + ", 600, "x", "", 0);
+  char *inner = repeat("(", 1, chain600, ")", 1);
+  check_deep("x + ", 600, inner, "", "error: expression too long: more than 1000 operators");
+  free(inner);
+  free(chain600);
+
+  char *chain = repeat("x + ", 999, "x", "", 0);
+  StrBuf sb;
+  sb_init(&sb);
+  sb_printf(&sb, "kernel k(x: i32) { let r = %s; let s = %s; }", chain, chain);
+  Fe fe;
+  fe_run(&fe, "chain.tj", sb.data, sb.len);
+  ck_assert_msg(fe.d.nerrors == 0, "%.400s", diag_text(&fe));
+  int n = 0;
+  for (Node *e = fe.m->funcs->body->body->next->lhs; e->kind == ND_BINARY; e = e->lhs) n++;
+  ck_assert_int_eq(n, 999);
+  fe_done(&fe);
+  sb_free(&sb);
+  free(chain);
+}
+END_TEST
+
 static const char kernel_src[] =
     "fn sig(x) { return 1.0 / (1.0 + exp(-x)); }\n"
     "kernel softmax(y: *T, x: *T, stride: i32, n: i32, const T: dtype, const BLOCK: i32 = 1024) {\n"
@@ -638,6 +668,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, test_golden_render);
   tcase_add_test(tc, test_expect_files);
   tcase_add_test(tc, test_nesting_limits);
+  tcase_add_test(tc, test_chain_limits);
   tcase_add_test(tc, test_truncated_prefixes);
   tcase_add_test(tc, test_random_input);
   tcase_add_test(tc, test_error_limit_in_parser);

@@ -277,6 +277,65 @@ static TirFunc *compile_ok(Comp *c, const char *src, const char *const *defs, in
   return f;
 }
 
+// Each fn inlining re-walks the body's expression: 32 levels of a 1000-link
+// chain overflowed the C stack (found by fuzzing). sema bounds the walk in
+// total; ordinary inlining depth stays legal.
+START_TEST(test_eval_depth_limit) {
+  StrBuf sb;
+  sb_init(&sb);
+  sb_puts(&sb, "fn f(x) {\n    return f(x)");
+  for (int i = 0; i < 999; i++) sb_puts(&sb, " + x");
+  sb_puts(&sb, ";\n}\nkernel k(y: *f32, n: i32) {\n    store(y, f(n));\n}\n");
+  Comp c;
+  ck_assert_ptr_null(compile_src(&c, "deep.tj", sb.data, NULL, 0, NULL));
+  ck_assert_msg(strstr(diag_text(&c), "deep.tj:2:17: error: expression nested too deeply (more than 2000 "
+                                      "levels, counting inlined fn calls)") != NULL,
+                "%.600s", diag_text(&c));
+  ck_assert_int_eq(c.d.nerrors, 1);
+  comp_free(&c);
+  sb_free(&sb);
+
+  // 31 inlinings of a 50-link chain: deep but legal.
+  sb_init(&sb);
+  sb_puts(&sb, "fn g0(x) { return x; }\n");
+  for (int d = 1; d < 31; d++) {
+    sb_printf(&sb, "fn g%d(x) { return g%d(x)", d, d - 1);
+    for (int i = 0; i < 50; i++) sb_puts(&sb, " + 1");
+    sb_puts(&sb, "; }\n");
+  }
+  sb_puts(&sb, "kernel k(y: *i32, n: i32) { store(y, g30(n)); }\n");
+  TirFunc *f = compile_src(&c, "ok.tj", sb.data, NULL, 0, NULL);
+  ck_assert_msg(f != NULL, "%.600s", diag_text(&c));
+  comp_free(&c);
+  sb_free(&sb);
+}
+END_TEST
+
+// Folding -x and abs(x) of INT64_MIN negated a signed int64 in C, undefined
+// behaviour that UBSan aborts on (found by fuzzing). They wrap like the IR.
+START_TEST(test_fold_int64_min) {
+  const char *src =
+      "kernel k(o: *i64, q: *i64) {\n"
+      "    store(o, abs(-9223372036854775807 - 1));\n"
+      "    store(o + 1, -(-9223372036854775807 - 1));\n"
+      "    store(o + 2, abs(cast(-9223372036854775807 - 1, i64)));\n"
+      "    store(q - (-9223372036854775807 - 1), 1);\n"
+      "}\n";
+  Comp c;
+  TirFunc *f = compile_src(&c, "min.tj", src, NULL, 0, NULL);
+  ck_assert_msg(f != NULL, "%s", diag_text(&c));
+  char *ir = print_ir(f);
+  // CSE leaves one constant, used by the three stores and the pointer offset.
+  ck_assert_msg(strstr(ir, "%0 = const -9223372036854775808 : i64\n  store %o, %0\n") != NULL, "%s", ir);
+  ck_assert_msg(strstr(ir, "ptr_add %q, %0 : *i64") != NULL, "%s", ir);
+  int n = 0;
+  for (const char *p = ir; (p = strstr(p, "const -9223372036854775808")); p++) n++;
+  ck_assert_int_eq(n, 1);
+  free(ir);
+  comp_free(&c);
+}
+END_TEST
+
 START_TEST(test_constants_and_tunables) {
   const char *src =
       "kernel k(x: *T, n: i32, const T: dtype, const EPS: f32 = 1e-5, const OFF: i64 = -3,\n"
@@ -717,6 +776,8 @@ static Suite *suite(void) {
   tc = tcase_create("golden");
   tcase_add_loop_test(tc, test_golden_ir, 0, NEXAMPLES);
   tcase_add_test(tc, test_constants_and_tunables);
+  tcase_add_test(tc, test_eval_depth_limit);
+  tcase_add_test(tc, test_fold_int64_min);
   tcase_add_test(tc, test_loop_carried_types);
   suite_add_tcase(s, tc);
   tc = tcase_create("interp");
