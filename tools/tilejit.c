@@ -187,8 +187,11 @@ int cmd_compile(int argc, char **argv) {
   st = tj_kernel_compile(ctx, &o, &k);
   if (st != TJ_OK) {
     const char *msg = tj_ctx_last_error(ctx);
-    // Compile errors are already rendered as "file:line:col: error: ...".
-    if (st == TJ_ERR_COMPILE) fputs(msg, stderr);
+    // Diagnostics (from the front end, or from codegen for a construct it
+    // cannot lower) are already rendered as "file:line:col: error: ...".
+    const char *eol = strchr(msg, '\n');
+    const char *tag = strstr(msg, ": error: ");
+    if (st == TJ_ERR_COMPILE || (tag && (!eol || tag < eol))) fputs(msg, stderr);
     else fprintf(stderr, "tilejit: error: %s\n", *msg ? msg : tj_status_str(st));
     size_t n = strlen(msg);
     if (n && msg[n - 1] != '\n') fputc('\n', stderr);

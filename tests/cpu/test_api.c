@@ -119,6 +119,13 @@ START_TEST(compile_bad_input) {
   ASSERT_ERR(ctx, tj_kernel_compile(ctx, &syntax, &k), TJ_ERR_COMPILE);
   ck_assert_ptr_nonnull(strstr(tj_ctx_last_error(ctx), "bad.tj:1:"));
 
+  tj_compile_opts flags = { .source = KSRC, .flags = TJ_COMPILE_FRONTEND | (1u << 9) };
+  ASSERT_ERR(ctx, tj_kernel_compile(ctx, &flags, &k), TJ_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(tj_ctx_last_error(ctx), "unknown flags 0x200"));
+  tj_compile_opts badassume = { .source = KSRC, .assume = "nosuch=16" };
+  ASSERT_ERR(ctx, tj_kernel_compile(ctx, &badassume, &k), TJ_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(tj_ctx_last_error(ctx), "no parameter 'nosuch'"));
+
   tj_compile_opts arch = { .source = KSRC, .arch = "compute_80" };
   ASSERT_ERR(ctx, tj_kernel_compile(ctx, &arch, &k), TJ_ERR_INVALID_ARG);
   ck_assert_ptr_null(k);

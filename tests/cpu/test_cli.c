@@ -133,6 +133,16 @@ START_TEST(diagnostics_with_carets) {
 }
 END_TEST
 
+START_TEST(codegen_errors_are_diagnostics) {
+  Run r = run_cli((const char *[]){ "compile", "tests/dsl/cli/rank3.tj", "--emit", "ptx", "--no-cache", NULL });
+  ck_assert_int_eq(r.status, 1);
+  ck_assert_msg(strncmp(r.err, "tests/dsl/cli/rank3.tj:5:13: error: codegen: tiles of rank 3", 60) == 0,
+                "stderr: %s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.err, "      |             ^~~~"));
+  run_free(&r);
+}
+END_TEST
+
 START_TEST(tir_matches_api) {
   Run r = run_cli((const char *[]){ "compile", "examples/softmax.tj", "-D", "T=f16", "-DBLOCK=1024",
                                     "--emit", "tir", NULL });
@@ -213,6 +223,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, missing_file);
   tcase_add_test(tc, diagnostics_with_carets);
   tcase_add_test(tc, tir_matches_api);
+  tcase_add_test(tc, codegen_errors_are_diagnostics);
   tcase_add_test(tc, ptx_with_source_and_assumptions);
   tcase_add_test(tc, num_stages_tunable);
   suite_add_tcase(s, tc);
