@@ -18,56 +18,8 @@
 #include <string.h>
 
 #include "../cpu/attention_ref.h"
+#include "gpu_blocks.h"
 #include "testutil.h"
-
-static tj_ctx *ctx;
-static tj_blocks *blk;
-static void *stream;
-
-#define OK(call)                                                                     \
-  do {                                                                               \
-    tj_status st_ = (call);                                                          \
-    ck_assert_msg(st_ == TJ_OK, "%s -> %s: %s", #call, tj_status_str(st_), tj_ctx_last_error(ctx)); \
-  } while (0)
-
-static void setup(void) {
-  ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);
-  ck_assert_int_eq(tj_blocks_create(ctx, &blk), TJ_OK);
-  OK(tj_stream_create(ctx, &stream));
-}
-
-static void teardown(void) {
-  tj_blocks_free(blk);
-  tj_stream_destroy(ctx, stream);
-  tj_ctx_free(ctx);
-}
-
-typedef struct DevT {
-  HostT h;
-  void *d;
-  DLTensor t;
-} DevT;
-
-static void dev_init(DevT *a, tj_dtype dt, int nd, const int64_t *shape, const int64_t *strides) {
-  host_init(&a->h, dt, nd, shape, strides);
-  OK(tj_device_malloc(ctx, a->h.nbytes, &a->d));
-  a->t = a->h.t;
-  a->t.data = a->d;
-  a->t.device.device_type = kDLCUDA;
-  a->t.device.device_id = tj_ctx_device(ctx);
-}
-
-static void dev_up(DevT *a) { OK(tj_memcpy_htod(ctx, a->d, a->h.buf, a->h.nbytes)); }
-
-static void dev_down(DevT *a) {
-  OK(tj_stream_synchronize(ctx, stream));
-  OK(tj_memcpy_dtoh(ctx, a->h.buf, a->d, a->h.nbytes));
-}
-
-static void dev_free(DevT *a) {
-  tj_device_free(ctx, a->d);
-  host_free(&a->h);
-}
 
 static double out_tol(tj_dtype dt) { return 4.0 * ref_tol(dt); }
 static double grad_tol(tj_dtype dt) { return dt == TJ_F16 ? 2e-2 : 1.2e-1; }
