@@ -433,6 +433,37 @@ static char *dup_msg(const char *s) {
   return c;
 }
 
+// Each thread holds at least numel / nthreads elements of a tile. Past a
+// thousand or so that means hundreds of spilled registers and minutes in
+// LLVM (fuzzing found 2^20-element tiles on 128 threads taking over a
+// minute), so such tiles are refused up front with a message that says what
+// to change, rather than compiled into something useless.
+enum { MAX_ELEMS_PER_THREAD = 1024 };
+
+static tj_status check_tile_sizes(const TirFunc *f, const TirBlock *b, int nthreads, Diag *d) {
+  for (const TirInst *in = b ? b->first : NULL; in; in = in->next) {
+    for (int r = 0; r < in->nres; r++) {
+      int64_t per = (tir_numel(in->res[r]->type) + nthreads - 1) / nthreads;
+      if (per > MAX_ELEMS_PER_THREAD) {
+        StrBuf sb;
+        sb_init(&sb);
+        tir_type_str(&sb, in->res[r]->type);
+        diag_at(d, DIAG_ERROR, in->loc,
+                "codegen: tile %s spreads %lld elements over each of %d threads (at most %d): use more warps "
+                "or smaller tiles",
+                sb.data ? sb.data : "?", (long long)per, nthreads, MAX_ELEMS_PER_THREAD);
+        sb_free(&sb);
+        return TJ_ERR_UNSUPPORTED;
+      }
+    }
+    for (int k = 0; k < in->nblocks; k++) {
+      tj_status st = check_tile_sizes(f, in->blocks[k], nthreads, d);
+      if (st != TJ_OK) return st;
+    }
+  }
+  return TJ_OK;
+}
+
 tj_status cg_llvm_compile(const TirFunc *f, const CgOptions *opt, CgResult *out, Diag *d) {
   if (!f || !opt || !out || !d) return TJ_ERR_INVALID_ARG;
   memset(out, 0, sizeof *out);
@@ -449,6 +480,8 @@ tj_status cg_llvm_compile(const TirFunc *f, const CgOptions *opt, CgResult *out,
     diag_plain(d, DIAG_ERROR, "codegen: num_warps must be a power of two in 1..32, got %d", nw);
     return TJ_ERR_INVALID_ARG;
   }
+  tj_status big = check_tile_sizes(f, f->body, 32 * nw, d);
+  if (big != TJ_OK) return big;
   pthread_once(&target_once, init_target);
 
   Arena arena;

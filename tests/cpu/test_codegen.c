@@ -695,11 +695,34 @@ START_TEST(smem_error_in_loop) {
       "    }\n"
       "    store(y + p, acc);\n"
       "}\n";
-  Built b = compile_src(src, "sm_90", 4);
+  // 32 warps keep the tile at the per-thread limit (1024 elements), so the
+  // shared-memory check, not the tile-size check, is what refuses it.
+  Built b = compile_src(src, "sm_90", 32);
   ck_assert_int_eq(b.st, TJ_ERR_UNSUPPORTED);
   ck_assert_msg(strstr(b.diag, "shared memory") != NULL, "%s", b.diag);
   ck_assert_msg(strstr(b.diag, "4194304 bytes") != NULL, "%s", b.diag);
   ck_assert_ptr_null(b.r.ptx);
+}
+END_TEST
+
+// A tile that would give each thread more than 1024 elements is refused
+// before LLVM runs (it used to take minutes and spill), with the fix named.
+START_TEST(tile_too_large_per_thread) {
+  static const char src[] =
+      "// usage: -D BLOCK=262144\n"
+      "kernel k(y: *f32, x: *f32, const BLOCK: i32) {\n"
+      "    let i = arange(0, BLOCK);\n"
+      "    store(y + i, load(x + i) * 2.0);\n"
+      "}\n";
+  Built b = compile_src(src, "sm_90", 4);
+  ck_assert_int_eq(b.st, TJ_ERR_UNSUPPORTED);
+  ck_assert_msg(strstr(b.diag, "regress.tj:3:13: error: codegen: tile [262144] i32 spreads 2048 elements over "
+                              "each of 128 threads (at most 1024): use more warps or smaller tiles") != NULL,
+                "%s", b.diag);
+  ck_assert_ptr_null(b.r.ptx);
+  b = compile_src(src, "sm_90", 8);   // 1024 per thread: accepted
+  ck_assert_msg(b.st == TJ_OK, "%s", b.diag);
+  cg_result_free(&b.r);
 }
 END_TEST
 
@@ -773,6 +796,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, line_info_and_annotate);
   tcase_add_test(tc, unsupported_is_reported);
   tcase_add_test(tc, examples_compile);
+  tcase_add_test(tc, tile_too_large_per_thread);
   tcase_add_test(tc, test_kernels_compile);
   tcase_add_test(tc, concurrent_compiles);
   tcase_add_test(tc, for_without_yield);
