@@ -1,6 +1,8 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,4 +57,50 @@ double tj_test_max_rel_err(const double *got, const double *want, size_t n, doub
     if (!isnan(d) && d / s > worst) worst = d / s;
   }
   return worst;
+}
+
+static const char *ptxas_path(void) {
+  static const char *const cands[] = { "/usr/local/cuda/bin/ptxas", "/usr/bin/ptxas" };
+  const char *env = getenv("PTXAS");
+  if (env && access(env, X_OK) == 0) return env;
+  for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++)
+    if (access(cands[i], X_OK) == 0) return cands[i];
+  return NULL;
+}
+
+int tj_test_ptxas(const char *ptx, const char *arch, char *log, size_t nlog) {
+  const char *px = ptxas_path();
+  if (nlog) log[0] = 0;
+  if (!px) return -1;
+  char path[] = "/tmp/tj_ptxas_XXXXXX";
+  int fd = mkstemp(path);
+  if (fd < 0) return 1;
+  size_t n = strlen(ptx);
+  bool ok = write(fd, ptx, n) == (ssize_t)n;
+  close(fd);
+  char cmd[512], lpath[64];
+  snprintf(lpath, sizeof lpath, "%s.log", path);
+  snprintf(cmd, sizeof cmd, "%s -v -arch=%s %s -o /dev/null > %s 2>&1", px, arch, path, lpath);
+  int st = ok ? system(cmd) : 1;
+  FILE *f = fopen(lpath, "r");
+  if (f && nlog) {
+    size_t got = fread(log, 1, nlog - 1, f);
+    log[got] = 0;
+  }
+  if (f) fclose(f);
+  unlink(path);
+  unlink(lpath);
+  return st == 0 ? 0 : 1;
+}
+
+void tj_test_ptxas_usage(const char *log, int *regs, int *spill) {
+  *regs = *spill = 0;
+  const char *p = strstr(log, "Used ");
+  if (p) *regs = atoi(p + 5);
+  for (p = strstr(log, "bytes spill"); p; p = strstr(p + 1, "bytes spill")) {
+    const char *q = p;
+    while (q > log && q[-1] == ' ') q--;
+    while (q > log && q[-1] >= '0' && q[-1] <= '9') q--;
+    *spill += atoi(q);
+  }
 }

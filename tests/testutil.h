@@ -16,4 +16,11 @@ char *tj_test_path(const char *rel);
 // Largest |got - want| / max(|want|, floor) over n doubles.
 double tj_test_max_rel_err(const double *got, const double *want, size_t n, double floor);
 
+// Runs `ptxas -v -arch=ARCH` on ptx (ptxas from $PTXAS, /usr/local/cuda/bin
+// or /usr/bin) and leaves its output in log. Returns -1 when no ptxas is
+// installed (CI machines skip the step), else 0 when it assembled.
+int tj_test_ptxas(const char *ptx, const char *arch, char *log, size_t nlog);
+// From a ptxas -v log: registers used and spill bytes (stores + loads).
+void tj_test_ptxas_usage(const char *log, int *regs, int *spill);
+
 #endif

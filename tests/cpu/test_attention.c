@@ -25,26 +25,11 @@
 
 #include "attention_ref.h"
 #include "blocks/blocks_int.h"
+#include "blocks_fixture.h"
 #include "testutil.h"
 
-static tj_ctx *ctx;
-static tj_blocks *blk;
-
-static void setup(void) {
-  ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);
-  ck_assert_int_eq(tj_blocks_create(ctx, &blk), TJ_OK);
-}
-
-static void teardown(void) {
-  tj_blocks_free(blk);
-  tj_ctx_free(ctx);
-}
-
-#define OK(call)                                                                     \
-  do {                                                                               \
-    tj_status st_ = (call);                                                          \
-    ck_assert_msg(st_ == TJ_OK, "%s -> %s: %s", #call, tj_status_str(st_), tj_ctx_last_error(ctx)); \
-  } while (0)
+static void setup(void) { fixture_open(); }
+static void teardown(void) { fixture_close(); }
 
 static double grad_tol(tj_dtype dt) { return dt == TJ_F32 ? 1e-4 : dt == TJ_F16 ? 2e-2 : 1.2e-1; }
 static double out_tol(tj_dtype dt) { return dt == TJ_F32 ? ref_tol(dt) : 4.0 * ref_tol(dt); }

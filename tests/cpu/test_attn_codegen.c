@@ -26,48 +26,10 @@
 #include "codegen/codegen.h"
 #include "testutil.h"
 
-static const char *ptxas_path(void) {
-  static const char *const cands[] = {"/usr/local/cuda/bin/ptxas", "/usr/bin/ptxas"};
-  const char *env = getenv("PTXAS");
-  if (env && access(env, X_OK) == 0) return env;
-  for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++)
-    if (access(cands[i], X_OK) == 0) return cands[i];
-  return NULL;
-}
-
-// ptxas -v on ptx: exit status (-1 without ptxas), registers used, spill
-// bytes (stores + loads).
+// ptxas -v on ptx: its status (-1 without ptxas), registers, spill bytes.
 static int ptxas_regs(const char *ptx, const char *arch, int *regs, int *spill, char *log, size_t nlog) {
-  const char *px = ptxas_path();
-  *regs = *spill = 0;
-  log[0] = 0;
-  if (!px) return -1;
-  char path[] = "/tmp/tj_attn_XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) return 1;
-  size_t n = strlen(ptx);
-  bool ok = write(fd, ptx, n) == (ssize_t)n;
-  close(fd);
-  char cmd[512], lpath[64];
-  snprintf(lpath, sizeof lpath, "%s.log", path);
-  snprintf(cmd, sizeof cmd, "%s -v -arch=%s %s -o /dev/null > %s 2>&1", px, arch, path, lpath);
-  int st = ok ? system(cmd) : 1;
-  FILE *f = fopen(lpath, "r");
-  if (f) {
-    size_t got = fread(log, 1, nlog - 1, f);
-    log[got] = 0;
-    fclose(f);
-  }
-  unlink(path);
-  unlink(lpath);
-  const char *p = strstr(log, "Used ");
-  if (p) *regs = atoi(p + 5);
-  for (p = strstr(log, "bytes spill"); p; p = strstr(p + 1, "bytes spill")) {
-    const char *q = p;
-    while (q > log && q[-1] == ' ') q--;
-    while (q > log && q[-1] >= '0' && q[-1] <= '9') q--;
-    *spill += atoi(q);
-  }
+  int st = tj_test_ptxas(ptx, arch, log, nlog);
+  tj_test_ptxas_usage(log, regs, spill);
   return st;
 }
 

@@ -25,28 +25,13 @@
 #include "autotune/tune.h"
 #include "blocks/blocks_int.h"
 #include "blocks_ref.h"
+#include "blocks_fixture.h"
 #include "testutil.h"
 
-static tj_ctx *ctx;
-static tj_blocks *blk;
-
-static void setup(void) {
-  ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);
-  ck_assert_int_eq(tj_blocks_create(ctx, &blk), TJ_OK);
-}
-
-static void teardown(void) {
-  tj_blocks_free(blk);
-  tj_ctx_free(ctx);
-}
+static void setup(void) { fixture_open(); }
+static void teardown(void) { fixture_close(); }
 
 static const tj_dtype dtypes[] = { TJ_F32, TJ_F16, TJ_BF16 };
-
-#define OK(call)                                                                     \
-  do {                                                                               \
-    tj_status st_ = (call);                                                          \
-    ck_assert_msg(st_ == TJ_OK, "%s -> %s: %s", #call, tj_status_str(st_), tj_ctx_last_error(ctx)); \
-  } while (0)
 
 static void check_close_scaled(const HostT *got, const double *want, int64_t m, int64_t k, tj_dtype dt,
                                const char *what, double scale_min) {

@@ -18,42 +18,6 @@
 #include "codegen/codegen.h"
 #include "testutil.h"
 
-static const char *ptxas_path(void) {
-  static const char *const cands[] = {"/usr/local/cuda/bin/ptxas", "/usr/bin/ptxas"};
-  const char *env = getenv("PTXAS");
-  if (env && access(env, X_OK) == 0) return env;
-  for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++)
-    if (access(cands[i], X_OK) == 0) return cands[i];
-  return NULL;
-}
-
-// Runs ptxas -v on ptx for arch; returns its exit status (0 ok), the log in
-// log. -1 when ptxas is missing.
-static int ptxas_run(const char *ptx, const char *arch, char *log, size_t nlog) {
-  const char *px = ptxas_path();
-  log[0] = 0;
-  if (!px) return -1;
-  char path[] = "/tmp/tj_dot_XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) return 1;
-  size_t n = strlen(ptx);
-  bool ok = write(fd, ptx, n) == (ssize_t)n;
-  close(fd);
-  char cmd[512], lpath[64];
-  snprintf(lpath, sizeof lpath, "%s.log", path);
-  snprintf(cmd, sizeof cmd, "%s -v -arch=%s %s -o /dev/null > %s 2>&1", px, arch, path, lpath);
-  int st = ok ? system(cmd) : 1;
-  FILE *f = fopen(lpath, "r");
-  if (f) {
-    size_t got = fread(log, 1, nlog - 1, f);
-    log[got] = 0;
-    fclose(f);
-  }
-  unlink(path);
-  unlink(lpath);
-  return st;
-}
-
 // Every "N bytes spill stores/loads" in a ptxas -v log has N == 0.
 static bool no_spills(const char *log) {
   for (const char *p = strstr(log, "bytes spill"); p; p = strstr(p + 1, "bytes spill")) {
@@ -164,7 +128,7 @@ static void check_mma(const Mm *m, bool want_cp_async, bool check_spills) {
       ck_assert_msg(strstr(o.ptx, "cp.async") == NULL, "cp.async without proof of alignment");
     }
     char log[8192];
-    int rc = ptxas_run(o.ptx, archs[ai], log, sizeof log);
+    int rc = tj_test_ptxas(o.ptx, archs[ai], log, sizeof log);
     if (rc >= 0) {
       ck_assert_msg(rc == 0, "ptxas %s failed:\n%s", archs[ai], log);
       if (check_spills) ck_assert_msg(no_spills(log), "ptxas %s reports spills:\n%s", archs[ai], log);
@@ -227,7 +191,7 @@ START_TEST(mma_shared_memory) {
   ck_assert_int_eq(o.shared_bytes, 4 * 16384);
   ck_assert_msg(strstr(o.ptx, ".extern .shared") != NULL, "dynamic shared memory above 48 KiB");
   char log[8192];
-  int rc = ptxas_run(o.ptx, "sm_90", log, sizeof log);
+  int rc = tj_test_ptxas(o.ptx, "sm_90", log, sizeof log);
   ck_assert_msg(rc <= 0, "ptxas: %s", log);
   free(o.ptx);
   // Eight stages of 128x128x64 (8 x 32 KiB) do not fit sm_86's 99 KiB: the

@@ -88,30 +88,10 @@ END_TEST
 
 // ---------------------------------------------------------------- PTX
 
-static const char *ptxas_path(void) {
-  static const char *const cands[] = {"/usr/local/cuda/bin/ptxas", "/usr/bin/ptxas"};
-  const char *env = getenv("PTXAS");
-  if (env && access(env, X_OK) == 0) return env;
-  for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++)
-    if (access(cands[i], X_OK) == 0) return cands[i];
-  return NULL;
-}
-
 // ptxas accepts ptx for sm_90 (true when ptxas is not installed).
 static int ptxas_ok(const char *ptx) {
-  const char *px = ptxas_path();
-  if (!px) return 1;
-  char path[] = "/tmp/tj_nvm_XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) return 0;
-  size_t n = strlen(ptx);
-  int ok = write(fd, ptx, n) == (ssize_t)n;
-  close(fd);
-  char cmd[512];
-  snprintf(cmd, sizeof cmd, "%s -arch=sm_90 %s -o /dev/null > /dev/null 2>&1", px, path);
-  ok = ok && system(cmd) == 0;
-  unlink(path);
-  return ok;
+  char log[4096];
+  return tj_test_ptxas(ptx, "sm_90", log, sizeof log) <= 0;
 }
 
 static int count(const char *s, const char *needle) {

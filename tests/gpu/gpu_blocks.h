@@ -7,28 +7,19 @@
 
 #include <check.h>
 
+#include "../cpu/blocks_fixture.h"
 #include "../cpu/blocks_ref.h"
 
-static tj_ctx *ctx;
-static tj_blocks *blk;
 static void *stream;
 
-#define OK(call)                                                                     \
-  do {                                                                               \
-    tj_status st_ = (call);                                                          \
-    ck_assert_msg(st_ == TJ_OK, "%s -> %s: %s", #call, tj_status_str(st_), tj_ctx_last_error(ctx)); \
-  } while (0)
-
 static void setup(void) {
-  ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);
-  ck_assert_int_eq(tj_blocks_create(ctx, &blk), TJ_OK);
+  fixture_open();
   OK(tj_stream_create(ctx, &stream));
 }
 
 static void teardown(void) {
-  tj_blocks_free(blk);
   tj_stream_destroy(ctx, stream);
-  tj_ctx_free(ctx);
+  fixture_close();
 }
 
 // A host tensor and its device copy (same shape and strides).
