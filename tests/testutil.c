@@ -104,3 +104,18 @@ void tj_test_ptxas_usage(const char *log, int *regs, int *spill) {
     *spill += atoi(q);
   }
 }
+
+int tj_test_gpu_or_skip(const char *suite) {
+  tj_ctx *probe;
+  if (tj_ctx_create(&probe) != TJ_OK) return 1;
+  int n = 0;
+  tj_status st = tj_device_count(probe, &n);
+  if (st == TJ_ERR_NO_DEVICE || (st == TJ_OK && n == 0)) {
+    printf("%s: no GPU (%s), skipped\n", suite, tj_ctx_last_error(probe));
+    tj_ctx_free(probe);
+    return 77;
+  }
+  if (st != TJ_OK) fprintf(stderr, "%s: the CUDA driver failed: %s\n", suite, tj_ctx_last_error(probe));
+  tj_ctx_free(probe);
+  return st == TJ_OK ? 0 : 1;
+}

@@ -5,6 +5,8 @@
 #include <check.h>
 #include <stddef.h>
 
+#include "tilejit/tilejit.h"
+
 // Runs every test of s and returns the process exit code (0 when all passed).
 int tj_test_run(Suite *s);
 // Reads a file given relative to the source tree (or absolute); malloc'd,
@@ -15,6 +17,11 @@ char *tj_test_read_file(const char *rel, size_t *len);
 char *tj_test_path(const char *rel);
 // Largest |got - want| / max(|want|, floor) over n doubles.
 double tj_test_max_rel_err(const double *got, const double *want, size_t n, double floor);
+
+// For a GPU suite's main(): 0 when a GPU is present; 77 (ctest's "skipped")
+// when there is no driver or no device, after saying so; 1 when the driver
+// is there but fails, which must not pass as a skip.
+int tj_test_gpu_or_skip(const char *suite);
 
 // Runs `ptxas -v -arch=ARCH` on ptx (ptxas from $PTXAS, /usr/local/cuda/bin
 // or /usr/bin) and leaves its output in log. Returns -1 when no ptxas is

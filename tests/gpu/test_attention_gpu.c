@@ -213,15 +213,8 @@ START_TEST(host_pointer_refused) {
 END_TEST
 
 int main(void) {
-  tj_ctx *probe;
-  if (tj_ctx_create(&probe) != TJ_OK) return 1;
-  int n = 0;
-  tj_status st = tj_device_count(probe, &n);
-  tj_ctx_free(probe);
-  if (st == TJ_ERR_NO_DEVICE || n == 0) {
-    fprintf(stderr, "test_attention_gpu: no GPU, skipped\n");
-    return 77;
-  }
+  int gpu = tj_test_gpu_or_skip("test_attention_gpu");
+  if (gpu != 0) return gpu;
   Suite *s = suite_create("attention_gpu");
   TCase *tc = tcase_create("gpu");
   tcase_add_checked_fixture(tc, setup, teardown);

@@ -361,15 +361,8 @@ static void setup(void) { ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK); }
 static void teardown(void) { tj_ctx_free(ctx); }
 
 int main(void) {
-  tj_ctx *probe;
-  int n = 0;
-  if (tj_ctx_create(&probe) != TJ_OK) return 1;
-  tj_status st = tj_device_count(probe, &n);
-  tj_ctx_free(probe);
-  if (st != TJ_OK || n == 0) {
-    printf("test_kernels: no GPU (%s): skipped\n", tj_status_str(st));
-    return 77;
-  }
+  int gpu = tj_test_gpu_or_skip("test_kernels");
+  if (gpu != 0) return gpu;
   Suite *s = suite_create("kernels_gpu");
   TCase *tc = tcase_create("gpu_vs_interp");
   tcase_set_timeout(tc, 300);
