@@ -5,6 +5,7 @@
 #define TJ_BLOCKS_FIXTURE_H
 
 #include <check.h>
+#include <string.h>
 
 #include "tilejit/blocks.h"
 #include "tilejit/tilejit.h"
@@ -17,6 +18,14 @@ static tj_blocks *blk;
     tj_status st_ = (call);                                                          \
     ck_assert_msg(st_ == TJ_OK, "%s -> %s: %s", #call, tj_status_str(st_), tj_ctx_last_error(ctx)); \
   } while (0)
+
+// A call that must fail with `want` and a message containing msg.
+static inline void expect_error(tj_status got, tj_status want, const char *msg) {
+  ck_assert_msg(got == want, "status %s, want %s (%s)", tj_status_str(got), tj_status_str(want),
+                tj_ctx_last_error(ctx));
+  ck_assert_msg(strstr(tj_ctx_last_error(ctx), msg) != NULL, "message '%s' lacks '%s'", tj_ctx_last_error(ctx),
+                msg);
+}
 
 static inline void fixture_open(void) {
   ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);

@@ -12,6 +12,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "blocks_ref.h"
 
@@ -82,6 +83,19 @@ static inline double ref_act_grad(tj_activation act, double v, double a, double 
 static inline void ref_act_params(tj_activation act, double *a, double *b) {
   *a = act == TJ_ACT_LEAKY_RELU ? 0.1 : act == TJ_ACT_SMELU ? 1.5 : act == TJ_ACT_STAR_RELU ? 0.8944 : 0.0;
   *b = act == TJ_ACT_STAR_RELU ? -0.4472 : 0.0;
+}
+
+// Training-mode options for act with its test parameters.
+static inline tj_dropout_opts opts_of(tj_activation act, double p, uint64_t seed, uint64_t offset) {
+  tj_dropout_opts o;
+  memset(&o, 0, sizeof o);
+  o.p = p;
+  o.training = 1;
+  o.seed = seed;
+  o.offset = offset;
+  o.act = act;
+  ref_act_params(act, &o.act_a, &o.act_b);
+  return o;
 }
 
 // y = dropout(act(x + bias)) in double from the stored inputs; x is M x K

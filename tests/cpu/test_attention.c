@@ -413,13 +413,6 @@ END_TEST
 
 // ---------------------------------------------------------------- errors
 
-static void expect_error(tj_status got, tj_status want, const char *msg) {
-  ck_assert_msg(got == want, "status %s, want %s (%s)", tj_status_str(got), tj_status_str(want),
-                tj_ctx_last_error(ctx));
-  ck_assert_msg(strstr(tj_ctx_last_error(ctx), msg) != NULL, "message '%s' lacks '%s'", tj_ctx_last_error(ctx),
-                msg);
-}
-
 START_TEST(bad_inputs) {
   HostT q, k, o, lse, q48, q64, k2, lse16, q3;
   int64_t sh[4] = { 1, 2, 64, 32 }, ls[3] = { 1, 2, 64 };

@@ -306,13 +306,6 @@ START_TEST(empty_is_noop) {
 END_TEST
 
 // Each bad call fails with the status and message, and writes nothing.
-static void expect_error(tj_status got, tj_status want, const char *msg) {
-  ck_assert_msg(got == want, "status %s, want %s (%s)", tj_status_str(got), tj_status_str(want),
-                tj_ctx_last_error(ctx));
-  ck_assert_msg(strstr(tj_ctx_last_error(ctx), msg) != NULL, "message '%s' lacks '%s'",
-                tj_ctx_last_error(ctx), msg);
-}
-
 START_TEST(bad_inputs) {
   HostT x, y, y2, x64, m;
   int64_t shape[2] = { 4, 128 }, shape2[2] = { 4, 100 }, ovl[2] = { 64, 1 }, mshape[2] = { 3, 128 };

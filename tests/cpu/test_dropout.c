@@ -24,18 +24,6 @@ static void teardown(void) { fixture_close(); }
 
 static const tj_dtype dtypes[] = { TJ_F32, TJ_F16, TJ_BF16 };
 
-static tj_dropout_opts opts_of(tj_activation act, double p, uint64_t seed, uint64_t offset) {
-  tj_dropout_opts o;
-  memset(&o, 0, sizeof o);
-  o.p = p;
-  o.training = 1;
-  o.seed = seed;
-  o.offset = offset;
-  o.act = act;
-  ref_act_params(act, &o.act_a, &o.act_b);
-  return o;
-}
-
 static void check_close(const HostT *got, const double *want, int64_t m, int64_t k, tj_dtype dt,
                         const char *what) {
   double e = ref_err(got, want, m, k);
@@ -440,13 +428,6 @@ START_TEST(empty_and_no_rows) {
   host_free(&x), host_free(&y), host_free(&db);
 }
 END_TEST
-
-static void expect_error(tj_status got, tj_status want, const char *msg) {
-  ck_assert_msg(got == want, "status %s, want %s (%s)", tj_status_str(got), tj_status_str(want),
-                tj_ctx_last_error(ctx));
-  ck_assert_msg(strstr(tj_ctx_last_error(ctx), msg) != NULL, "message '%s' lacks '%s'", tj_ctx_last_error(ctx),
-                msg);
-}
 
 START_TEST(bad_inputs) {
   HostT x, y, y2, x64, b, b2, b32, dy, db2;

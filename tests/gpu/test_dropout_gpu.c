@@ -25,18 +25,6 @@
 
 static const tj_dtype dtypes[] = { TJ_F16, TJ_BF16, TJ_F32 };
 
-static tj_dropout_opts opts_of(tj_activation act, double p, uint64_t seed, uint64_t offset) {
-  tj_dropout_opts o;
-  memset(&o, 0, sizeof o);
-  o.p = p;
-  o.training = 1;
-  o.seed = seed;
-  o.offset = offset;
-  o.act = act;
-  ref_act_params(act, &o.act_a, &o.act_b);
-  return o;
-}
-
 static int exact_act(tj_activation a) { return a != TJ_ACT_GELU && a != TJ_ACT_GELU_TANH; }
 
 // got (GPU) against cpu (interpreter), both M x K views: dropped elements +0
