@@ -105,6 +105,7 @@ static tj_status norm_fwd(tj_blocks *b, bool rms, const DLTensor *x, const DLTen
   blk_def(&d, "RMS", tf(rms));
   blk_def(&d, "HAS_W", tf(w != NULL));
   blk_def(&d, "HAS_B", tf(bias != NULL));
+  blk_def(&d, "FLAT", tf(r.flat));
   BlkTuneReq req = { .op = BLK_NORM_FWD, .dt = vx.dtype, .file = LN_FILE, .src = blk_src_layernorm,
                      .srclen = blk_src_layernorm_len, .kernel = "norm_fwd", .defines = d.p, .ndefines = d.n,
                      .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 14, .m_arg = 6,
@@ -113,8 +114,8 @@ static tj_status norm_fwd(tj_blocks *b, bool rms, const DLTensor *x, const DLTen
   blk_def_int(&d, "BLOCK", c.block);
   blk_def_int(&d, "ROWS", c.rows);
   tj_kernel *k;
-  st = blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, "norm_fwd", d.p, d.n,
-                  c.num_warps, gpu, &k);
+  st = blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, c.looped ? "norm_fwd_loop" : "norm_fwd",
+                  d.p, d.n, c.num_warps, gpu, &k);
   if (st != TJ_OK) return st;
   return blk_run(b, k, gpu, (unsigned)((vx.M + c.rows - 1) / c.rows), a, 14, stream);
 }
@@ -226,6 +227,7 @@ static tj_status norm_bwd(tj_blocks *b, bool rms, const DLTensor *dy, const DLTe
   blk_def(&d, "HAS_W", tf(w != NULL));
   blk_def(&d, "DW", tf(want_dw));
   blk_def(&d, "DB", tf(want_db));
+  blk_def(&d, "FLAT", tf(r.flat));
   if (!vx.empty) {
     // Only num_warps is tuned here: ROWS fixes G (blk_norm_bwd_plan).
     BlkTuneReq req = { .op = BLK_NORM_BWD, .dt = vx.dtype, .file = LN_FILE, .src = blk_src_layernorm,

@@ -94,6 +94,7 @@ tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_
   blk_def(&d, "LOG", o->log ? "true" : "false");
   blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
   blk_def(&d, "HAS_MASK", has_mask ? "true" : "false");
+  blk_def(&d, "FLAT", r.flat ? "true" : "false");
   BlkTuneReq req = { .op = BLK_SOFTMAX_FWD, .dt = vx.dtype, .file = SM_FILE, .src = blk_src_softmax,
                      .srclen = blk_src_softmax_len, .kernel = "softmax_fwd", .defines = d.p, .ndefines = d.n,
                      .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 11, .m_arg = 3,
@@ -138,6 +139,7 @@ tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DL
   blk_def(&d, "T", blk_dt(vy.dtype));
   blk_def(&d, "LOG", o->log ? "true" : "false");
   blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
+  blk_def(&d, "FLAT", r.flat ? "true" : "false");
   BlkTuneReq req = { .op = BLK_SOFTMAX_BWD, .dt = vy.dtype, .file = SM_FILE, .src = blk_src_softmax,
                      .srclen = blk_src_softmax_len, .kernel = "softmax_bwd", .defines = d.p, .ndefines = d.n,
                      .M = vy.M, .K = vy.K, .rows_cap = r.rows_cap, .args = a, .nargs = 12, .m_arg = 3,

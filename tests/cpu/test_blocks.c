@@ -598,14 +598,15 @@ static BlkTuneReq sm_req(const char *const *defs, int ndefs, int64_t M, int64_t 
   return r;
 }
 
-static const char *const sm_defs[] = { "T=f16", "MT=f16", "LOG=false", "CAUSAL=false", "HAS_MASK=false" };
+static const char *const sm_defs[] = { "T=f16", "MT=f16", "LOG=false", "CAUSAL=false", "HAS_MASK=false",
+                                       "FLAT=true" };
 
 // TILEJIT_AUTOTUNE=0 and the interpreter take the heuristic as it is and
 // build no tuner.
 START_TEST(tune_off_is_heuristic) {
   static const int64_t Ks[] = { 3, 256, 1000, 4096, 12288 };
   for (size_t i = 0; i < sizeof Ks / sizeof Ks[0]; i++) {
-    BlkTuneReq r = sm_req(sm_defs, 5, 4096, Ks[i]);
+    BlkTuneReq r = sm_req(sm_defs, 6, 4096, Ks[i]);
     BlkConfig want = blk_pick_config(blk, BLK_SOFTMAX_FWD, TJ_F16, 4096, Ks[i], INT32_MAX, false);
     BlkConfig got = blk_choose_config(blk, &r, false);   // the interpreter, tuning on
     ck_assert(memcmp(&want, &got, sizeof want) == 0);
@@ -621,7 +622,7 @@ START_TEST(tune_off_is_heuristic) {
   ck_assert_int_eq(tj_blocks_set_autotune(b2, 1), TJ_OK);   // the environment wins
   for (size_t i = 0; i < sizeof Ks / sizeof Ks[0]; i++)
     for (int o = 0; o < 4; o++) {
-      BlkTuneReq r = sm_req(sm_defs, 5, 4096, Ks[i]);
+      BlkTuneReq r = sm_req(sm_defs, 6, 4096, Ks[i]);
       r.op = all_ops[o];
       BlkConfig want = blk_pick_config(b2, r.op, TJ_F16, 4096, Ks[i], INT32_MAX, true);
       BlkConfig got = blk_choose_config(b2, &r, true);
@@ -631,7 +632,7 @@ START_TEST(tune_off_is_heuristic) {
   tj_blocks_free(b2);
   unsetenv("TILEJIT_AUTOTUNE");
   ck_assert_int_eq(tj_blocks_set_autotune(blk, 0), TJ_OK);
-  BlkTuneReq r = sm_req(sm_defs, 5, 4096, 4096);
+  BlkTuneReq r = sm_req(sm_defs, 6, 4096, 4096);
   BlkConfig want = blk_pick_config(blk, BLK_SOFTMAX_FWD, TJ_F16, 4096, 4096, INT32_MAX, true);
   BlkConfig got = blk_choose_config(blk, &r, true);
   ck_assert(memcmp(&want, &got, sizeof want) == 0);
@@ -683,7 +684,7 @@ START_TEST(tune_choice_persists) {
   ck_assert_ptr_nonnull(mkdtemp(dir));
   OK(tj_ctx_set_cache_dir(ctx, dir));
   ck_assert_int_eq(tj_blocks_set_autotune(blk, 1), TJ_OK);
-  BlkTuneReq r = sm_req(sm_defs, 5, 4096, 4096);
+  BlkTuneReq r = sm_req(sm_defs, 6, 4096, 4096);
   FakeBench f = { .rows = 2, .warps = 16 };
   fake_tuner(blk, &r, &f);
   BlkConfig c = blk_choose_config(blk, &r, true);
@@ -715,8 +716,8 @@ START_TEST(tune_choice_persists) {
   ck_assert_int_eq(s.disk_hits, 1);
   ck_assert_int_eq(s.tunings, 0);
   // Another variant is another tuner, and another key tunes anew.
-  const char *log_defs[] = { "T=f16", "MT=f16", "LOG=true", "CAUSAL=false", "HAS_MASK=false" };
-  BlkTuneReq rl = sm_req(log_defs, 5, 4096, 4096);
+  const char *log_defs[] = { "T=f16", "MT=f16", "LOG=true", "CAUSAL=false", "HAS_MASK=false", "FLAT=true" };
+  BlkTuneReq rl = sm_req(log_defs, 6, 4096, 4096);
   FakeBench f3 = { .rows = 1, .warps = 4 };
   fake_tuner(b2, &rl, &f3);
   c = blk_choose_config(b2, &rl, true);
@@ -734,15 +735,15 @@ START_TEST(tune_failure_falls_back) {
   ck_assert_ptr_nonnull(mkdtemp(dir));
   OK(tj_ctx_set_cache_dir(ctx, dir));
   ck_assert_int_eq(tj_blocks_set_autotune(blk, 1), TJ_OK);
-  static const char *const ln_defs[] = { "T=bf16", "RMS=false", "HAS_W=true", "HAS_B=true" };
+  static const char *const ln_defs[] = { "T=bf16", "RMS=false", "HAS_W=true", "HAS_B=true", "FLAT=true" };
   BlkTuneReq r = { .op = BLK_NORM_FWD, .dt = TJ_BF16, .file = "blocks/layernorm.tj", .src = blk_src_layernorm,
-                   .srclen = blk_src_layernorm_len, .kernel = "norm_fwd", .defines = ln_defs, .ndefines = 4,
-                   .M = 2048, .K = 12288, .rows_cap = INT32_MAX, .m_arg = 6, .written = 0x31 };
+                   .srclen = blk_src_layernorm_len, .kernel = "norm_fwd", .defines = ln_defs, .ndefines = 5,
+                   .M = 2048, .K = 8192, .rows_cap = INT32_MAX, .m_arg = 6, .written = 0x31 };
   FakeBench f = { .fail = true };
   fake_tuner(blk, &r, &f);
   tj_cache_summary before, after;
   OK(tj_cache_stats(ctx, &before));
-  BlkConfig want = blk_pick_config(blk, BLK_NORM_FWD, TJ_BF16, 2048, 12288, INT32_MAX, true);
+  BlkConfig want = blk_pick_config(blk, BLK_NORM_FWD, TJ_BF16, 2048, 8192, INT32_MAX, true);
   BlkConfig c = blk_choose_config(blk, &r, true);
   ck_assert(memcmp(&want, &c, sizeof c) == 0);
   ck_assert_str_eq(tj_ctx_last_error(ctx), "");
