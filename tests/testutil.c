@@ -7,6 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+void tj_test_add_each(Suite *s, const TTest *const *tests, int n, SFun setup, SFun teardown, double timeout) {
+  for (int i = 0; i < n; i++) {
+    TCase *tc = tcase_create(tests[i]->name);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, timeout);
+    tcase_add_test(tc, tests[i]);
+    suite_add_tcase(s, tc);
+  }
+}
+
 int tj_test_run(Suite *s) {
   SRunner *sr = srunner_create(s);
   srunner_run_all(sr, CK_NORMAL);

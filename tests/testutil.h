@@ -9,6 +9,11 @@
 
 // Runs every test of s and returns the process exit code (0 when all passed).
 int tj_test_run(Suite *s);
+// Adds each of the n tests to s as its own TCase, named after the test,
+// with the fixture and timeout: tests/CMakeLists.txt then registers one
+// ctest entry per test (CK_RUN_CASE=name), which ctest -j runs in parallel.
+// Without CK_RUN_CASE the program runs them all.
+void tj_test_add_each(Suite *s, const TTest *const *tests, int n, SFun setup, SFun teardown, double timeout);
 // Reads a file given relative to the source tree (or absolute); malloc'd,
 // NUL-terminated; NULL on failure. *len may be NULL.
 char *tj_test_read_file(const char *rel, size_t *len);

@@ -216,13 +216,8 @@ int main(void) {
   int gpu = tj_test_gpu_or_skip("test_attention_gpu");
   if (gpu != 0) return gpu;
   Suite *s = suite_create("attention_gpu");
-  TCase *tc = tcase_create("gpu");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 900);
-  tcase_add_test(tc, host_pointer_refused);
-  tcase_add_test(tc, dense_and_causal);
-  tcase_add_test(tc, pattern_layouts);
-  tcase_add_test(tc, random_layout_empty_rows);
-  suite_add_tcase(s, tc);
+  const TTest *const tests[] = { host_pointer_refused, dense_and_causal, pattern_layouts,
+    random_layout_empty_rows };
+  tj_test_add_each(s, tests, (int)(sizeof tests / sizeof tests[0]), setup, teardown, 900);
   return tj_test_run(s);
 }

@@ -360,17 +360,8 @@ int main(void) {
   int gpu = tj_test_gpu_or_skip("test_blocks_gpu");
   if (gpu != 0) return gpu;
   Suite *s = suite_create("blocks_gpu");
-  TCase *tc = tcase_create("gpu");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 900);
-  tcase_add_test(tc, host_pointer_refused);
-  tcase_add_test(tc, softmax_row_lengths);
-  tcase_add_test(tc, norm_row_lengths);
-  tcase_add_test(tc, softmax_xformers_shapes);
-  tcase_add_test(tc, layernorm_xformers_shapes);
-  tcase_add_test(tc, softmax_tuned);
-  tcase_add_test(tc, norm_tuned);
-  tcase_add_test(tc, in_place_tuned);
-  suite_add_tcase(s, tc);
+  const TTest *const tests[] = { host_pointer_refused, softmax_row_lengths, norm_row_lengths,
+    softmax_xformers_shapes, layernorm_xformers_shapes, softmax_tuned, norm_tuned, in_place_tuned };
+  tj_test_add_each(s, tests, (int)(sizeof tests / sizeof tests[0]), setup, teardown, 900);
   return tj_test_run(s);
 }

@@ -265,13 +265,8 @@ int main(void) {
   int gpu = tj_test_gpu_or_skip("test_dropout_gpu");
   if (gpu != 0) return gpu;
   Suite *s = suite_create("dropout_gpu");
-  TCase *tc = tcase_create("gpu");
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 1200);
-  tcase_add_test(tc, host_pointer_refused);
-  tcase_add_test(tc, gpu_matches_interpreter);
-  tcase_add_test(tc, benchmark_shape_masks);
-  tcase_add_test(tc, benchmark_shape_values_and_determinism);
-  suite_add_tcase(s, tc);
+  const TTest *const tests[] = { host_pointer_refused, gpu_matches_interpreter, benchmark_shape_masks,
+    benchmark_shape_values_and_determinism };
+  tj_test_add_each(s, tests, (int)(sizeof tests / sizeof tests[0]), setup, teardown, 1200);
   return tj_test_run(s);
 }
