@@ -25,6 +25,9 @@
  *         contract gelu needs (0.5 x (1 + erf) is off by x/2 times erf's
  *         absolute error); an erf accurate to ulps near 0 cost a second
  *         polynomial and a select per element, ~12 more instructions.
+ *         erf(x * c) for a constant c > 0 (gelu's x / sqrt 2) folds c into
+ *         the coefficients (nvm_erf_scaled): one multiply less per element,
+ *         the same bound (test_nvmath.c).
  *   fmod  exact (the result of fmod is always representable), see nvm_fmod.
  * f16/bf16 callers widen to f32 first and round the result (lower_elem).
  */
@@ -32,6 +35,7 @@
 #include "nvmath_poly.h"
 
 #include <math.h>
+#include <string.h>
 
 static LLVMValueRef cf(Cg *cg, double v) { return LLVMConstReal(cg->f32, v); }
 
@@ -104,12 +108,34 @@ LLVMValueRef nvm_tanh(Cg *cg, LLVMValueRef x) {
 // t = minimum(|x|, 4) (NaN-propagating: min.NaN.f32 keeps erf(NaN) NaN,
 // where minnum would clamp it to 4 and return +-1). The clamp stands in for
 // both the |x| >= 4 branch and the abs (FMNMX takes |x| as an operand).
+// x = x0 * c (either operand order) with c a finite constant > 0.
+static bool scaled_by_const(LLVMValueRef x, LLVMValueRef *x0, double *c) {
+  if (!LLVMIsAInstruction(x) || LLVMGetInstructionOpcode(x) != LLVMFMul) return false;
+  for (unsigned i = 0; i < 2; i++) {
+    LLVMValueRef k = LLVMGetOperand(x, i);
+    if (!LLVMIsAConstantFP(k)) continue;
+    LLVMBool lost;
+    double v = LLVMConstRealGetDouble(k, &lost);
+    if (!(v > 0.0 && v < 1e30)) return false;
+    *x0 = LLVMGetOperand(x, 1 - i);
+    *c = v;
+    return true;
+  }
+  return false;
+}
+
 LLVMValueRef nvm_erf(Cg *cg, LLVMValueRef x) {
   LLVMBuilderRef b = cg->b;
   LLVMTypeRef t32 = cg->f32;
-  LLVMValueRef mm[2] = {fabs1(cg, x), cf(cg, NVM_ERF_CLAMP)};
+  // erf(x0 * c), as gelu writes it: the scale folds into q (nvmath_poly.h).
+  float q[NVM_ERF_DEG], clamp = NVM_ERF_CLAMP;
+  LLVMValueRef x0;
+  double c;
+  if (scaled_by_const(x, &x0, &c)) nvm_erf_scaled(c, q, &clamp), x = x0;
+  else memcpy(q, nvm_erf_q, sizeof q);
+  LLVMValueRef mm[2] = {fabs1(cg, x), cf(cg, clamp)};
   LLVMValueRef t = cg_intrinsic(cg, "llvm.minimum", &t32, 1, mm, 2);
-  LLVMValueRef p = LLVMBuildFMul(b, horner(cg, nvm_erf_q, NVM_ERF_DEG, t), t, "");
+  LLVMValueRef p = LLVMBuildFMul(b, horner(cg, q, NVM_ERF_DEG, t), t, "");
   LLVMValueRef m = LLVMBuildFSub(b, cf(cg, 1.0), nvm_exp2(cg, p), "");
   // m = 1 - 2^p with p <= 0 is +0 or more (or NaN), so or-ing in x's sign
   // bit is copysign: one LOP3, where llvm.copysign becomes abs, neg, a

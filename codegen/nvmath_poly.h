@@ -24,4 +24,14 @@ static const float nvm_erf_q[NVM_ERF_DEG] = {
   -7.747228374e-04f, -1.489376999e-03f, 4.454851733e-04f, -4.535553671e-05f,
 };
 
+// erf(c x) for a constant c > 0 as the same formula in x: with t = c t0,
+// t q(t) = t0 q~(t0) where q~_k = c^(k+1) q_k, and t0 = min(|x|, clamp / c).
+// The scale costs nothing per element (gelu's erf(x / sqrt 2) loses its
+// multiply). Coefficients scaled in double, then rounded to f32.
+static inline void nvm_erf_scaled(double c, float q[NVM_ERF_DEG], float *clamp) {
+  double ck = c;
+  for (int k = 0; k < NVM_ERF_DEG; k++, ck *= c) q[k] = (float)((double)nvm_erf_q[k] * ck);
+  *clamp = (float)((double)NVM_ERF_CLAMP / c);
+}
+
 #endif

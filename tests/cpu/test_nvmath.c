@@ -67,6 +67,40 @@ START_TEST(erf_formula_error) {
 }
 END_TEST
 
+// erf(c x) with the scale folded into the polynomial (nvm_erf_scaled), as
+// the GPU computes gelu's erf(x * 0.70710677f): the same bound as erf(x).
+static float erf_scaled_model(float x, float c, int ulps) {
+  float q[NVM_ERF_DEG], clamp;
+  nvm_erf_scaled(c, q, &clamp);
+  float t = fminf(fabsf(x), clamp);
+  float r = q[NVM_ERF_DEG - 1];
+  for (int k = NVM_ERF_DEG - 2; k >= 0; k--) r = fmaf(r, t, q[k]);
+  float e = (float)exp2((double)(r * t));
+  if (ulps && e > 0) e += (float)ulps * (e - nextafterf(e, 0.0f));
+  return copysignf(1.0f - e, x);
+}
+
+START_TEST(erf_scaled_formula_error) {
+  const float cs[] = { 0.70710677f, 0.5f, 2.0f };
+  for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
+    for (int u = -2; u <= 2; u += 2) {
+      double worst = 0, at = 0;
+      for (int j = 0; j <= (1 << 20); j++) {
+        float x = (float)j * (8.0f / cs[i] / (1 << 20));
+        for (int sg = 0; sg < 2; sg++) {
+          float xs = sg ? -x : x;
+          double e = fabs((double)erf_scaled_model(xs, cs[i], u) - erf((double)cs[i] * xs));
+          if (e > worst) worst = e, at = xs;
+        }
+      }
+      ck_assert_msg(worst <= (u ? 2.2e-7 : 1.0e-7), "erf(%g x): max abs error %.3g at x = %.9g (%d ulp)",
+                    (double)cs[i], worst, at, u);
+    }
+  ck_assert(erf_scaled_model(INFINITY, 0.70710677f, 2) == 1.0f);
+  ck_assert(signbit(erf_scaled_model(-0.0f, 0.70710677f, 0)));
+}
+END_TEST
+
 START_TEST(erf_formula_special_values) {
   ck_assert(erf_model(0.0f, 0) == 0.0f && !signbit(erf_model(0.0f, 0)));
   ck_assert(erf_model(-0.0f, 0) == 0.0f && signbit(erf_model(-0.0f, 0)));
@@ -147,6 +181,26 @@ START_TEST(erf_ptx_branch_free) {
 }
 END_TEST
 
+// erf(x * c) takes c into its coefficients: no multiply before the clamp.
+START_TEST(erf_ptx_folds_scale) {
+  tj_ctx *ctx;
+  ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);
+  const char *src = "kernel k(y: *f32, x: *f32) {\n"
+                    "    let o = arange(0, 128);\n"
+                    "    store(y + o, erf(load(x + o) * 0.7071067811865476));\n"
+                    "}\n";
+  tj_kernel *k = compile(ctx, src, "erf_scaled.tj", NULL, NULL, 0);
+  const char *ptx = tj_kernel_ptx(k);
+  int e = count(ptx, "ex2.approx");
+  ck_assert_int_ge(e, 1);
+  ck_assert_int_eq(count(ptx, "fma.rn.f32"), e * (NVM_ERF_DEG - 1));
+  ck_assert_msg(count(ptx, "mul.rn.f32") == e, "one multiply per element (t q(t)), got %d for %d:\n%s",
+                count(ptx, "mul.rn.f32"), e, ptx);
+  tj_kernel_free(k);
+  tj_ctx_free(ctx);
+}
+END_TEST
+
 // PTX instructions between the loop's header label and its back edge.
 static int loop_body_insts(const char *ptx, char *label, size_t nlabel) {
   const char *be = strstr(ptx, "bra.uni");
@@ -218,6 +272,8 @@ static Suite *nvmath_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, erf_formula_error);
   tcase_add_test(tc, erf_formula_special_values);
+  tcase_add_test(tc, erf_scaled_formula_error);
+  tcase_add_test(tc, erf_ptx_folds_scale);
   tcase_add_test(tc, erf_ptx_branch_free);
   suite_add_tcase(s, tc);
   TCase *tp = tcase_create("dropout");
