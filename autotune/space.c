@@ -34,7 +34,7 @@ static bool parse_i64(const char *s, int64_t *out) {
 
 static bool is_pow2_warps(int64_t v) { return v >= 1 && v <= 32 && (v & (v - 1)) == 0; }
 
-static char *dup_str(const char *s) { return s ? strdup(s) : NULL; }
+static char *dup_str(const char *s) { return s ? tj_strdup(s) : NULL; }
 
 // The value a base define gives to name, if any.
 static const char *base_define(const tj_tuner *t, const char *name) {
@@ -45,10 +45,10 @@ static const char *base_define(const tj_tuner *t, const char *name) {
 }
 
 static tj_status set_values(tj_tuner *t, TuneAxis *ax, const int64_t *v, int n) {
-  int64_t *nv = malloc(sizeof *nv * (size_t)n);
+  int64_t *nv = tj_malloc(sizeof *nv * (size_t)n);
   if (!nv) return api_error(t->ctx, TJ_ERR_NO_MEMORY, "out of memory");
   memcpy(nv, v, sizeof *nv * (size_t)n);
-  free(ax->values);
+  tj_free(ax->values);
   ax->values = nv;
   ax->n = n;
   return TJ_OK;
@@ -62,7 +62,7 @@ static tj_status axes_from_kernel(tj_tuner *t) {
       return api_error(t->ctx, TJ_ERR_UNSUPPORTED, "kernel '%s' declares more than %d tunables", f->name,
                        TJ_TUNE_MAX_AXES);
     TuneAxis *ax = &t->axes[t->naxes];
-    ax->name = strdup(tu->name);
+    ax->name = tj_strdup(tu->name);
     ax->declared = true;
     if (!ax->name) return api_error(t->ctx, TJ_ERR_NO_MEMORY, "out of memory");
     t->naxes++;
@@ -93,7 +93,7 @@ tj_status tj_tuner_create(tj_ctx *ctx, const tj_compile_opts *base, const char *
   if (base->ndefines < 0 || (base->ndefines > 0 && !base->defines))
     return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_tuner_create: bad defines");
 
-  tj_tuner *t = calloc(1, sizeof *t);
+  tj_tuner *t = tj_calloc(1, sizeof *t);
   if (!t) return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   // Recursive: prune, grid and progress callbacks may call tj_tuner_* on t.
   pthread_mutexattr_t ma;
@@ -102,7 +102,7 @@ tj_status tj_tuner_create(tj_ctx *ctx, const tj_compile_opts *base, const char *
   int mr = pthread_mutex_init(&t->mu, &ma);
   pthread_mutexattr_destroy(&ma);
   if (mr != 0) {
-    free(t);
+    tj_free(t);
     return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   }
   t->ctx = ctx;
@@ -117,7 +117,7 @@ tj_status tj_tuner_create(tj_ctx *ctx, const tj_compile_opts *base, const char *
   // source even if the file changes during a tuning run.
   if (base->source) {
     t->source_len = base->source_len ? base->source_len : strlen(base->source);
-    t->source = malloc(t->source_len + 1);
+    t->source = tj_malloc(t->source_len + 1);
     if (t->source) {
       memcpy(t->source, base->source, t->source_len);
       t->source[t->source_len] = '\0';
@@ -136,7 +136,7 @@ tj_status tj_tuner_create(tj_ctx *ctx, const tj_compile_opts *base, const char *
   t->num_warps = base->num_warps;
   t->flags = base->flags & ~(unsigned)TJ_COMPILE_FRONTEND;
   t->ndefines = base->ndefines;
-  t->defines = calloc((size_t)base->ndefines + 1, sizeof *t->defines);
+  t->defines = tj_calloc((size_t)base->ndefines + 1, sizeof *t->defines);
   if (!t->source || !t->defines || (base->path && !t->path) || (base->kernel && !t->kernel) ||
       (base->arch && !t->arch)) {
     st = api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
@@ -147,7 +147,7 @@ tj_status tj_tuner_create(tj_ctx *ctx, const tj_compile_opts *base, const char *
       st = api_error(ctx, TJ_ERR_INVALID_ARG, "define %d is NULL", i);
       goto fail;
     }
-    if (!(t->defines[i] = strdup(base->defines[i]))) {
+    if (!(t->defines[i] = tj_strdup(base->defines[i]))) {
       st = api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
       goto fail;
     }
@@ -167,7 +167,7 @@ tj_status tj_tuner_create(tj_ctx *ctx, const tj_compile_opts *base, const char *
       st = api_error(ctx, TJ_ERR_INVALID_ARG, "key size %d has no name", i);
       goto fail;
     }
-    if (!(t->key_names[i] = strdup(key_names[i]))) {
+    if (!(t->key_names[i] = tj_strdup(key_names[i]))) {
       st = api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
       goto fail;
     }
@@ -198,8 +198,8 @@ fail:
 static void free_entries(TuneEntry *e) {
   while (e) {
     TuneEntry *n = e->next;
-    free(e->results);
-    free(e);
+    tj_free(e->results);
+    tj_free(e);
     e = n;
   }
 }
@@ -207,27 +207,27 @@ static void free_entries(TuneEntry *e) {
 void tj_tuner_free(tj_tuner *t) {
   if (!t) return;
   for (int i = 0; t->kernels && i < t->nconfigs; i++) tj_kernel_free(t->kernels[i]);
-  for (int i = 0; t->kerr && i < t->nconfigs; i++) free(t->kerr[i]);
-  free(t->kernels);
-  free(t->kstatus);
-  free(t->kerr);
+  for (int i = 0; t->kerr && i < t->nconfigs; i++) tj_free(t->kerr[i]);
+  tj_free(t->kernels);
+  tj_free(t->kstatus);
+  tj_free(t->kerr);
   tj_kernel_free(t->base);
   for (int i = 0; i < t->naxes; i++) {
-    free(t->axes[i].name);
-    free(t->axes[i].values);
+    tj_free(t->axes[i].name);
+    tj_free(t->axes[i].values);
   }
-  for (int i = 0; i < t->nkey; i++) free(t->key_names[i]);
-  for (int i = 0; t->defines && i < t->ndefines; i++) free(t->defines[i]);
-  free(t->defines);
-  free(t->configs);
-  free(t->source);
-  free(t->path);
-  free(t->kernel);
-  free(t->arch);
-  free(t->last);
+  for (int i = 0; i < t->nkey; i++) tj_free(t->key_names[i]);
+  for (int i = 0; t->defines && i < t->ndefines; i++) tj_free(t->defines[i]);
+  tj_free(t->defines);
+  tj_free(t->configs);
+  tj_free(t->source);
+  tj_free(t->path);
+  tj_free(t->kernel);
+  tj_free(t->arch);
+  tj_free(t->last);
   free_entries(t->table);
   pthread_mutex_destroy(&t->mu);
-  free(t);
+  tj_free(t);
 }
 
 int tune_axis_index(const tj_tuner *t, const char *name) {
@@ -302,7 +302,7 @@ tj_status tj_tuner_set_axis(tj_tuner *t, const char *name, const int64_t *values
     ai = t->naxes;
     TuneAxis *ax = &t->axes[ai];
     memset(ax, 0, sizeof *ax);
-    if (!(ax->name = strdup(name))) {
+    if (!(ax->name = tj_strdup(name))) {
       st = api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
       goto out;
     }
@@ -332,13 +332,13 @@ tj_status tj_tuner_set_configs(tj_tuner *t, const tj_tune_config *cfgs, int n) {
       for (int a = 0; a < t->naxes; a++)
         if (!strcmp(t->axes[a].name, "num_warps") && !is_pow2_warps(cfgs[i].v[a]))
           st = api_error(t->ctx, TJ_ERR_INVALID_ARG, "configuration %d: num_warps must be a power of two from 1 to 32", i);
-    tj_tune_config *c = st == TJ_OK ? malloc(sizeof *c * (size_t)n) : NULL;
+    tj_tune_config *c = st == TJ_OK ? tj_malloc(sizeof *c * (size_t)n) : NULL;
     if (st == TJ_OK && !c) st = api_error(t->ctx, TJ_ERR_NO_MEMORY, "out of memory");
     if (st == TJ_OK) {
       memcpy(c, cfgs, sizeof *c * (size_t)n);
       for (int i = 0; i < n; i++)
         for (int a = t->naxes; a < TJ_TUNE_MAX_AXES; a++) c[i].v[a] = 0;
-      free(t->configs);
+      tj_free(t->configs);
       t->configs = c;
       t->nconfigs = n;
       t->explicit_list = true;
@@ -394,7 +394,7 @@ tj_status tune_freeze(tj_tuner *t) {
         return api_error(t->ctx, TJ_ERR_UNSUPPORTED, "the space of kernel '%s' has more than %d configurations; "
                          "narrow it with tj_tuner_set_axis", t->base->name, TJ_TUNE_MAX_CONFIGS);
     }
-    tj_tune_config *c = calloc((size_t)total, sizeof *c);
+    tj_tune_config *c = tj_calloc((size_t)total, sizeof *c);
     if (!c) return api_error(t->ctx, TJ_ERR_NO_MEMORY, "out of memory");
     for (int64_t i = 0; i < total; i++) {
       int64_t rest = i;
@@ -403,15 +403,15 @@ tj_status tune_freeze(tj_tuner *t) {
         rest /= t->axes[a].n;
       }
     }
-    free(t->configs);
+    tj_free(t->configs);
     t->configs = c;
     t->nconfigs = (int)total;
   }
-  t->kernels = calloc((size_t)t->nconfigs, sizeof *t->kernels);
-  t->kstatus = calloc((size_t)t->nconfigs, sizeof *t->kstatus);
-  t->kerr = calloc((size_t)t->nconfigs, sizeof *t->kerr);
+  t->kernels = tj_calloc((size_t)t->nconfigs, sizeof *t->kernels);
+  t->kstatus = tj_calloc((size_t)t->nconfigs, sizeof *t->kstatus);
+  t->kerr = tj_calloc((size_t)t->nconfigs, sizeof *t->kerr);
   if (!t->kernels || !t->kstatus || !t->kerr) {
-    free(t->kernels), free(t->kstatus), free(t->kerr);
+    tj_free(t->kernels), tj_free(t->kstatus), tj_free(t->kerr);
     t->kernels = NULL, t->kstatus = NULL, t->kerr = NULL;
     return api_error(t->ctx, TJ_ERR_NO_MEMORY, "out of memory");
   }
@@ -430,7 +430,7 @@ int tune_find_config(const tj_tuner *t, const int64_t *values, int nvalues) {
 static char *first_line(const char *msg) {
   if (!msg) msg = "";
   size_t n = strcspn(msg, "\n");
-  char *s = malloc(n + 1);
+  char *s = tj_malloc(n + 1);
   if (!s) return NULL;
   memcpy(s, msg, n);
   s[n] = '\0';
@@ -453,11 +453,11 @@ tj_status tune_kernel(tj_tuner *t, int i, tj_kernel **out, const char **err) {
     return api_error(t->ctx, t->kstatus[i], "%s", t->kerr[i] ? t->kerr[i] : tj_status_str(t->kstatus[i]));
   }
   // Base defines minus the axes, then one define per (non-launch) axis.
-  const char **defs = calloc((size_t)(t->ndefines + t->naxes) + 1, sizeof *defs);
-  char (*own)[96] = calloc((size_t)t->naxes + 1, sizeof *own);
+  const char **defs = tj_calloc((size_t)(t->ndefines + t->naxes) + 1, sizeof *defs);
+  char (*own)[96] = tj_calloc((size_t)t->naxes + 1, sizeof *own);
   if (!defs || !own) {
-    free(defs);
-    free(own);
+    tj_free(defs);
+    tj_free(own);
     return api_error(t->ctx, TJ_ERR_NO_MEMORY, "out of memory");
   }
   int nd = 0, warps = t->num_warps;
@@ -479,8 +479,8 @@ tj_status tune_kernel(tj_tuner *t, int i, tj_kernel **out, const char **err) {
                         .kernel = t->kernel, .defines = defs, .ndefines = nd, .num_warps = warps,
                         .arch = t->arch, .flags = t->flags };
   tj_status st = tj_kernel_compile(t->ctx, &o, &t->kernels[i]);
-  free(defs);
-  free(own);
+  tj_free(defs);
+  tj_free(own);
   if (st != TJ_OK) {
     t->kernels[i] = NULL;
     t->kstatus[i] = st;

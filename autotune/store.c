@@ -48,7 +48,7 @@
 
 void tune_file_free(TuneFile *f) {
   if (!f) return;
-  free(f->configs);
+  tj_free(f->configs);
   f->configs = NULL;
   f->nconfigs = 0;
 }
@@ -251,7 +251,7 @@ tj_status tune_file_decode(const char *buf, size_t len, const char *want_key, Tu
     if (out->nconfigs == TJ_TUNE_MAX_CONFIGS) BAD("too many configurations");
     if (out->nconfigs == cap) {
       cap = cap ? 2 * cap : 16;
-      TuneFileConfig *nc = realloc(out->configs, sizeof *nc * (size_t)cap);
+      TuneFileConfig *nc = tj_realloc(out->configs, sizeof *nc * (size_t)cap);
       if (!nc) {
         tune_file_free(out);
         return TJ_ERR_NO_MEMORY;
@@ -310,15 +310,23 @@ char *tune_store_dir(tj_ctx *ctx) {
   return sb_steal(&sb);
 }
 
+// tune_store_dir's NULL: no directory, or no memory for its name.
+static tj_status no_dir_status(tj_ctx *ctx) { return ctx->rt->cache_dir ? TJ_ERR_NO_MEMORY : TJ_ERR_NOT_FOUND; }
+
+static tj_status no_dir_error(tj_ctx *ctx) {
+  if (ctx->rt->cache_dir) return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
+  return api_error(ctx, TJ_ERR_NOT_FOUND, "no cache directory (set TILEJIT_CACHE_DIR or HOME)");
+}
+
 bool tune_store_enabled(tj_ctx *ctx) { return ctx->rt->cache_on && ctx->rt->cache_dir; }
 
 tj_status tune_store_path(tj_ctx *ctx, const uint8_t key[32], StrBuf *out) {
   char *dir = tune_store_dir(ctx);
-  if (!dir) return TJ_ERR_NOT_FOUND;
+  if (!dir) return no_dir_status(ctx);
   char hex[65];
   hex32(key, hex);
   sb_printf(out, "%s/%s" TUNE_EXT, dir, hex);
-  free(dir);
+  tj_free(dir);
   return out->failed ? TJ_ERR_NO_MEMORY : TJ_OK;
 }
 
@@ -344,7 +352,7 @@ tj_status tune_store_read(tj_ctx *ctx, const uint8_t key[32], TuneFile *out, Str
   char hex[65];
   hex32(key, hex);
   if (s == TJ_OK) s = tune_file_decode((const char *)buf, len, hex, out, why);
-  free(buf);
+  tj_free(buf);
   if (s == TJ_ERR_CORRUPT) {
     // Only if it is still the file we read: a writer may have replaced it.
     struct stat a, b;
@@ -358,12 +366,12 @@ tj_status tune_store_read(tj_ctx *ctx, const uint8_t key[32], TuneFile *out, Str
 
 tj_status tune_store_write(tj_ctx *ctx, const uint8_t key[32], const char *buf, size_t len, StrBuf *why) {
   char *dir = tune_store_dir(ctx);
-  if (!dir) return TJ_ERR_NOT_FOUND;
+  if (!dir) return no_dir_status(ctx);
   char name[65 + sizeof TUNE_EXT];
   hex32(key, name);
   memcpy(name + 64, TUNE_EXT, sizeof TUNE_EXT);
   tj_status s = cache_write_atomic(dir, name, (const uint8_t *)buf, len, why);
-  free(dir);
+  tj_free(dir);
   return s;
 }
 
@@ -373,7 +381,7 @@ tj_status tj_tune_dir(tj_ctx *ctx, char **out) {
   if (!ctx) return TJ_ERR_INVALID_ARG;
   if (!out) return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_tune_dir: out is NULL");
   *out = tune_store_dir(ctx);
-  if (!*out) return api_error(ctx, TJ_ERR_NOT_FOUND, "no cache directory (set TILEJIT_CACHE_DIR or HOME)");
+  if (!*out) return no_dir_error(ctx);
   return TJ_OK;
 }
 
@@ -419,11 +427,11 @@ tj_status tj_tune_list(tj_ctx *ctx, tj_tune_entry **out, int *count) {
   *out = NULL;
   *count = 0;
   char *dir = tune_store_dir(ctx);
-  if (!dir) return api_error(ctx, TJ_ERR_NOT_FOUND, "no cache directory (set TILEJIT_CACHE_DIR or HOME)");
+  if (!dir) return no_dir_error(ctx);
   DIR *d = opendir(dir);
   if (!d) {
     tj_status s = errno == ENOENT ? TJ_OK : api_error(ctx, TJ_ERR_IO, "cannot read %s: %s", dir, strerror(errno));
-    free(dir);
+    tj_free(dir);
     return s;
   }
   tj_tune_entry *items = NULL;
@@ -449,7 +457,7 @@ tj_status tj_tune_list(tj_ctx *ctx, tj_tune_entry **out, int *count) {
     }
     if (n == cap) {
       cap = cap ? 2 * cap : 16;
-      tj_tune_entry *ni = realloc(items, sizeof *ni * (size_t)cap);
+      tj_tune_entry *ni = tj_realloc(items, sizeof *ni * (size_t)cap);
       if (!ni) { close(fd); s = TJ_ERR_NO_MEMORY; break; }
       items = ni;
     }
@@ -463,23 +471,27 @@ tj_status tj_tune_list(tj_ctx *ctx, tj_tune_entry **out, int *count) {
     size_t len = 0;
     why.len = 0;
     TuneFile f;
-    if (cache_read_fd(fd, &buf, &len, &why) == TJ_OK &&
-        tune_file_decode((const char *)buf, len, e->key, &f, &why) == TJ_OK) {
+    tj_status rs = cache_read_fd(fd, &buf, &len, &why);
+    if (rs == TJ_OK) rs = tune_file_decode((const char *)buf, len, e->key, &f, &why);
+    tj_free(buf);
+    close(fd);
+    if (rs == TJ_OK) {
       fill_entry(e, &f);
       tune_file_free(&f);
+    } else if (rs == TJ_ERR_NO_MEMORY) {
+      s = rs;   // not the file's fault: do not list it as corrupt
+      break;
     } else {
       e->corrupt = 1;
       e->best_ms = -1;
     }
-    free(buf);
-    close(fd);
   }
   closedir(d);
   sb_free(&p);
   sb_free(&why);
-  free(dir);
+  tj_free(dir);
   if (s != TJ_OK) {
-    free(items);
+    tj_free(items);
     return api_error(ctx, s, "out of memory");
   }
   if (n > 1) qsort(items, (size_t)n, sizeof *items, by_kernel);
@@ -488,17 +500,17 @@ tj_status tj_tune_list(tj_ctx *ctx, tj_tune_entry **out, int *count) {
   return TJ_OK;
 }
 
-void tj_tune_list_free(tj_tune_entry *entries) { free(entries); }
+void tj_tune_list_free(tj_tune_entry *entries) { tj_free(entries); }
 
 tj_status tj_tune_clear(tj_ctx *ctx, int *removed) {
   if (!ctx) return TJ_ERR_INVALID_ARG;
   if (removed) *removed = 0;
   char *dir = tune_store_dir(ctx);
-  if (!dir) return api_error(ctx, TJ_ERR_NOT_FOUND, "no cache directory (set TILEJIT_CACHE_DIR or HOME)");
+  if (!dir) return no_dir_error(ctx);
   DIR *d = opendir(dir);
   if (!d) {
     tj_status s = errno == ENOENT ? TJ_OK : api_error(ctx, TJ_ERR_IO, "cannot read %s: %s", dir, strerror(errno));
-    free(dir);
+    tj_free(dir);
     return s;
   }
   int r = 0;
@@ -514,7 +526,7 @@ tj_status tj_tune_clear(tj_ctx *ctx, int *removed) {
   }
   closedir(d);
   sb_free(&p);
-  free(dir);
+  tj_free(dir);
   if (removed) *removed = r;
   return TJ_OK;
 }

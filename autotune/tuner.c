@@ -38,16 +38,16 @@ static TuneEntry *table_find(const tj_tuner *t, const int64_t *buckets) {
 static tj_status table_put(tj_tuner *t, const int64_t *buckets, int best, tj_tune_result *results, int n) {
   TuneEntry *e = table_find(t, buckets);
   if (!e) {
-    e = calloc(1, sizeof *e);
+    e = tj_calloc(1, sizeof *e);
     if (!e) {
-      free(results);
+      tj_free(results);
       return api_error(t->ctx, TJ_ERR_NO_MEMORY, "out of memory");
     }
     memcpy(e->buckets, buckets, sizeof e->buckets);
     e->next = t->table;
     t->table = e;
   } else {
-    free(e->results);
+    tj_free(e->results);
   }
   e->best = best;
   e->results = results;
@@ -57,12 +57,12 @@ static tj_status table_put(tj_tuner *t, const int64_t *buckets, int best, tj_tun
 
 static void set_last(tj_tuner *t, const tj_tune_result *r, int n, int best) {
   t->last_src = NULL;
-  free(t->last);
+  tj_free(t->last);
   t->last = NULL;
   t->nlast = 0;
   t->last_best = best;
   if (!r || n <= 0) return;
-  t->last = malloc(sizeof *r * (size_t)n);
+  t->last = tj_malloc(sizeof *r * (size_t)n);
   if (!t->last) return;
   memcpy(t->last, r, sizeof *r * (size_t)n);
   t->nlast = n;
@@ -72,13 +72,13 @@ static void set_last(tj_tuner *t, const tj_tune_result *r, int n, int best) {
 static tj_status candidates(tj_tuner *t, const int64_t *buckets, int **out, int *n) {
   *out = NULL;
   *n = 0;
-  int *c = malloc(sizeof *c * (size_t)(t->nconfigs + 1));
+  int *c = tj_malloc(sizeof *c * (size_t)(t->nconfigs + 1));
   if (!c) return api_error(t->ctx, TJ_ERR_NO_MEMORY, "out of memory");
   int m = 0;
   for (int i = 0; i < t->nconfigs; i++)
     if (!t->prune || t->prune(t, &t->configs[i], buckets, t->nkey, t->prune_user)) c[m++] = i;
   if (m == 0) {
-    free(c);
+    tj_free(c);
     StrBuf sb;
     sb_init(&sb);
     tune_sizes_text(t, buckets, &sb);
@@ -122,8 +122,8 @@ typedef struct Bench {
 static void bench_release(Bench *b) {
   tj_ctx *ctx = b->t->ctx;
   for (int i = 0; i < b->nsc; i++) tj_device_free(ctx, b->sc[i].copy);
-  free(b->sc);
-  free(b->args);
+  tj_free(b->sc);
+  tj_free(b->args);
   rt_timer_free(ctx, b->timer);
   memset(b, 0, sizeof *b);
 }
@@ -154,8 +154,8 @@ static tj_status bench_prepare(tj_tuner *t, const TuneRun *run, int reps, Bench 
   b->stream = run->stream;
   b->grid = run->grid;
   b->reps = reps;
-  b->args = malloc(sizeof *b->args * (size_t)(run->nargs + 1));
-  b->sc = calloc((size_t)run->nargs + 1, sizeof *b->sc);
+  b->args = tj_malloc(sizeof *b->args * (size_t)(run->nargs + 1));
+  b->sc = tj_calloc((size_t)run->nargs + 1, sizeof *b->sc);
   if (!b->args || !b->sc) {
     bench_release(b);
     return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
@@ -242,18 +242,18 @@ static tj_status bench_config(Bench *b, int idx, tj_kernel *k, double *ms, bool 
       return st;
     }
   }
-  float *v = malloc(sizeof *v * (size_t)b->reps);
+  float *v = tj_malloc(sizeof *v * (size_t)b->reps);
   if (!v) return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   for (int r = 0; r < b->reps; r++) {
     if ((st = rt_timer_elapsed(ctx, b->timer, r, &v[r])) != TJ_OK) {
-      free(v);
+      tj_free(v);
       *fatal = true;
       return st;
     }
   }
   qsort(v, (size_t)b->reps, sizeof *v, cmp_float);
   *ms = b->reps % 2 ? v[b->reps / 2] : 0.5 * ((double)v[b->reps / 2 - 1] + (double)v[b->reps / 2]);
-  free(v);
+  tj_free(v);
   return TJ_OK;
 }
 
@@ -263,7 +263,7 @@ static tj_status bench_all(tj_tuner *t, const int *cand, int ncand, const TuneRu
                            int *best) {
   tj_ctx *ctx = t->ctx;
   *best = -1;
-  tj_tune_result *res = calloc((size_t)ncand, sizeof *res);
+  tj_tune_result *res = tj_calloc((size_t)ncand, sizeof *res);
   *results = res;
   if (!res) return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   for (int j = 0; j < ncand; j++) {
@@ -352,7 +352,7 @@ static tj_status from_file(tj_tuner *t, const TuneFile *f, const int *cand, int 
   if (f->naxes != t->naxes) return TJ_OK;
   for (int a = 0; a < t->naxes; a++)
     if (strcmp(f->axes[a], t->axes[a].name) != 0) return TJ_OK;
-  tj_tune_result *r = calloc((size_t)f->nconfigs + 1, sizeof *r);
+  tj_tune_result *r = tj_calloc((size_t)f->nconfigs + 1, sizeof *r);
   if (!r) return api_error(t->ctx, TJ_ERR_NO_MEMORY, "out of memory");
   int m = 0;
   for (int i = 0; i < f->nconfigs; i++) {
@@ -393,12 +393,12 @@ tj_status tune_select(tj_tuner *t, const int64_t *buckets, const TuneRun *run, u
   if ((st = candidates(t, buckets, &cand, &ncand)) != TJ_OK) return st;
   if (t->disabled && !force) {
     *best = cand[0];
-    free(cand);
+    tj_free(cand);
     set_last(t, NULL, 0, *best);
     return table_put(t, buckets, *best, NULL, 0);
   }
   if ((st = tune_device(t)) != TJ_OK || (st = tune_ident(t)) != TJ_OK) {
-    free(cand);
+    tj_free(cand);
     return st;
   }
   uint8_t key[32];
@@ -418,15 +418,15 @@ tj_status tune_select(tj_tuner *t, const int64_t *buckets, const TuneRun *run, u
         t->stats.disk_hits++;
         set_last(t, res, nres, b);
         *best = b;
-        free(cand);
+        tj_free(cand);
         sb_free(&why);
         st = table_put(t, buckets, b, res, nres);
         t->last_src = table_find(t, buckets);
         return st;
       }
-      free(res);
+      tj_free(res);
       if (st != TJ_OK) {
-        free(cand);
+        tj_free(cand);
         sb_free(&why);
         return st;
       }
@@ -442,16 +442,16 @@ tj_status tune_select(tj_tuner *t, const int64_t *buckets, const TuneRun *run, u
   }
   sb_free(&why);
   if (flags & TUNE_NO_BENCH) {
-    free(cand);
+    tj_free(cand);
     return api_error(ctx, TJ_ERR_NOT_FOUND, "kernel '%s' was not tuned for these sizes", t->base->name);
   }
   tj_tune_result *res = NULL;
   int b = -1;
   st = bench_all(t, cand, ncand, run, &res, &b);
   set_last(t, res, res ? ncand : 0, b);
-  free(cand);
+  tj_free(cand);
   if (st != TJ_OK) {
-    free(res);
+    tj_free(res);
     return st;
   }
   if (disk) {
@@ -464,7 +464,7 @@ tj_status tune_select(tj_tuner *t, const int64_t *buckets, const TuneRun *run, u
       t->stats.disk_writes++;
     else
       rt_warn(ctx, "autotune: cannot store the result for kernel '%s': %s", t->base->name, w.data ? w.data : "?");
-    free(text);
+    tj_free(text);
     sb_free(&w);
   }
   *best = b;

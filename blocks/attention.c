@@ -81,15 +81,15 @@ tj_status tj_attn_layout_create(tj_blocks *b, const uint8_t *bits, int heads, in
   if ((int64_t)nb * bs > INT32_MAX / 2 || (int64_t)heads * nb * nb > INT32_MAX)
     return blk_error(b, TJ_ERR_UNSUPPORTED, "tj_attn_layout_create: a layout of %d x %d x %d blocks of %d "
                      "is too large", heads, nb, nb, bs);
-  tj_attn_layout *l = calloc(1, sizeof *l);
+  tj_attn_layout *l = tj_calloc(1, sizeof *l);
   size_t n = (size_t)heads * (size_t)nb * (size_t)nb;
-  if (!l || !(l->bits = malloc(n))) {
-    free(l);
+  if (!l || !(l->bits = tj_malloc(n))) {
+    tj_free(l);
     return blk_error(b, TJ_ERR_NO_MEMORY, "out of memory (a layout of %zu blocks)", n);
   }
   if (pthread_mutex_init(&l->mu, NULL) != 0) {
-    free(l->bits);
-    free(l);
+    tj_free(l->bits);
+    tj_free(l);
     return blk_error(b, TJ_ERR_NO_MEMORY, "tj_attn_layout_create: cannot create a mutex");
   }
   l->ctx = b->ctx;
@@ -110,17 +110,17 @@ static void plan_free(tj_ctx *ctx, AttnPlan *p) {
   for (int i = 0; i < 5; i++) {
     if (!bufs[i]) continue;
     if (p->gpu) tj_device_free(ctx, bufs[i]);
-    else free(bufs[i]);
+    else tj_free(bufs[i]);
   }
 }
 
 void tj_attn_layout_free(tj_attn_layout *l) {
   if (!l) return;
   for (int i = 0; i < l->nplans; i++) plan_free(l->ctx, &l->plans[i]);
-  free(l->plans);
-  free(l->bits);
+  tj_free(l->plans);
+  tj_free(l->bits);
   pthread_mutex_destroy(&l->mu);
-  free(l);
+  tj_free(l);
 }
 
 int64_t tj_attn_layout_nnz(const tj_attn_layout *l) { return l ? l->nnz : 0; }
@@ -196,14 +196,14 @@ static bool build_tables(const uint8_t *cls, int heads, int nrows, int ncols, bo
       m[3] = last + 1;
     }
   if (range) {
-    *lut_out = calloc(1, 4);
+    *lut_out = tj_calloc(1, 4);
     *lut_n = 4;
     if (!*lut_out) *oom = true;
     return true;
   }
   size_t total = 0;
   for (size_t i = 0; i < (size_t)heads * nrows * ncols; i++) total += cls[i] != T_NONE;
-  int32_t *lut = malloc((total ? total : 1) * 4);
+  int32_t *lut = tj_malloc((total ? total : 1) * 4);
   if (!lut) {
     *oom = true;
     return false;
@@ -236,7 +236,7 @@ static tj_status place(tj_blocks *b, bool gpu, void *host, size_t n, void **out)
   }
   tj_status st = tj_device_malloc(b->ctx, n, out);
   if (st == TJ_OK) st = tj_memcpy_htod(b->ctx, *out, host, n);
-  free(host);
+  tj_free(host);
   return st;
 }
 
@@ -251,9 +251,9 @@ static tj_status plan_build(tj_blocks *b, tj_attn_layout *l, int bm, int bn, boo
   p->nrt = (int)(S / bm);
   p->nct = (int)(S / bn);
   size_t ncls = (size_t)l->heads * p->nrt * p->nct;
-  uint8_t *cls = malloc(ncls ? ncls : 1);
-  int32_t *meta = malloc((size_t)l->heads * p->nrt * 16), *meta_t = malloc((size_t)l->heads * p->nct * 16);
-  uint8_t *lay = malloc((size_t)l->heads * l->nb * l->nb);
+  uint8_t *cls = tj_malloc(ncls ? ncls : 1);
+  int32_t *meta = tj_malloc((size_t)l->heads * p->nrt * 16), *meta_t = tj_malloc((size_t)l->heads * p->nct * 16);
+  uint8_t *lay = tj_malloc((size_t)l->heads * l->nb * l->nb);
   int32_t *lut = NULL, *lut_t = NULL;
   bool oom = !cls || !meta || !meta_t || !lay;
   if (!oom) {
@@ -270,13 +270,13 @@ static tj_status plan_build(tj_blocks *b, tj_attn_layout *l, int bm, int bn, boo
     p->range = build_tables(cls, l->heads, p->nrt, p->nct, false, meta, &lut, &p->lut_n, &oom);
     if (!oom) p->range_t = build_tables(cls, l->heads, p->nct, p->nrt, true, meta_t, &lut_t, &p->lut_t_n, &oom);
   }
-  free(cls);
+  tj_free(cls);
   if (oom) {
-    free(meta);
-    free(meta_t);
-    free(lay);
-    free(lut);
-    free(lut_t);
+    tj_free(meta);
+    tj_free(meta_t);
+    tj_free(lay);
+    tj_free(lut);
+    tj_free(lut_t);
     return blk_error(b, TJ_ERR_NO_MEMORY, "out of memory (attention lookup tables)");
   }
   p->meta_n = (size_t)l->heads * p->nrt * 16;
@@ -309,7 +309,7 @@ static tj_status plan_get(tj_blocks *b, tj_attn_layout *l, int bm, int bn, bool 
   tj_status st = TJ_OK;
   if (l->nplans == l->cap) {
     int cap = l->cap ? 2 * l->cap : 4;
-    AttnPlan *np = realloc(l->plans, sizeof *np * (size_t)cap);
+    AttnPlan *np = tj_realloc(l->plans, sizeof *np * (size_t)cap);
     if (!np) st = blk_error(b, TJ_ERR_NO_MEMORY, "out of memory");
     else {
       l->plans = np;
@@ -726,7 +726,7 @@ tj_status tj_attention_bwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, c
     D_ARG(&tq), D_ARG(&tk), D_ARG(&tv), D_ARG(&tg), D_ARG(&tdk), D_ARG(&tdv),
   };
   if (st == TJ_OK) st = run2(b, kdkv, gpu, (unsigned)p.nct, (unsigned)(B * H), a2, (int)(sizeof a2 / sizeof a2[0]), stream);
-  if (owned) free(delta);
+  if (owned) tj_free(delta);
   return st;
 }
 

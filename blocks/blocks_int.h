@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "tilejit/blocks.h"
+#include "../dsl/dsl.h"  // tj_malloc and friends: every allocation goes through the hook
 
 // The .tj sources, embedded at build time (blocks.cmake -> blocks_sources.c).
 extern const char blk_src_softmax[];

@@ -38,10 +38,10 @@ tj_status tj_blocks_create(tj_ctx *ctx, tj_blocks **out) {
   if (!ctx) return TJ_ERR_INVALID_ARG;
   if (!out) return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_blocks_create: out is NULL");
   *out = NULL;
-  tj_blocks *b = calloc(1, sizeof *b);
+  tj_blocks *b = tj_calloc(1, sizeof *b);
   if (!b) return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   if (pthread_mutex_init(&b->mu, NULL) != 0) {
-    free(b);
+    tj_free(b);
     return api_error(ctx, TJ_ERR_NO_MEMORY, "tj_blocks_create: cannot create a mutex");
   }
   b->ctx = ctx;
@@ -55,13 +55,13 @@ void tj_blocks_free(tj_blocks *b) {
   if (!b) return;
   for (int i = 0; i < b->nkernels; i++) {
     tj_kernel_free(b->kernels[i].k);
-    free(b->kernels[i].key);
+    tj_free(b->kernels[i].key);
   }
-  free(b->kernels);
+  tj_free(b->kernels);
   blk_tuners_free(b);
   if (b->scratch) tj_device_free(b->ctx, b->scratch);
   pthread_mutex_destroy(&b->mu);
-  free(b);
+  tj_free(b);
 }
 
 tj_ctx *tj_blocks_ctx(const tj_blocks *b) { return b ? b->ctx : NULL; }
@@ -193,11 +193,11 @@ tj_status blk_kernel(tj_blocks *b, const char *file, const char *src, size_t src
   tj_status st = tj_kernel_compile(b->ctx, &o, &k);
   if (st == TJ_OK && b->nkernels == b->cap) {
     int cap = b->cap ? 2 * b->cap : 16;
-    BlkKernel *nk = realloc(b->kernels, sizeof *nk * (size_t)cap);
+    BlkKernel *nk = tj_realloc(b->kernels, sizeof *nk * (size_t)cap);
     if (!nk) st = api_error(b->ctx, TJ_ERR_NO_MEMORY, "out of memory");
     else { b->kernels = nk; b->cap = cap; }
   }
-  char *kcopy = st == TJ_OK ? strdup(key) : NULL;
+  char *kcopy = st == TJ_OK ? tj_strdup(key) : NULL;
   if (st == TJ_OK && !kcopy) st = api_error(b->ctx, TJ_ERR_NO_MEMORY, "out of memory");
   if (st != TJ_OK) {
     pthread_mutex_unlock(&b->mu);
@@ -295,7 +295,7 @@ tj_status blk_scratch(tj_blocks *b, bool gpu, size_t bytes, void **out, bool *ow
   *owned = false;
   if (bytes == 0) return TJ_OK;
   if (!gpu) {
-    *out = malloc(bytes);
+    *out = tj_malloc(bytes);
     *owned = true;
     return *out ? TJ_OK : blk_error(b, TJ_ERR_NO_MEMORY, "out of memory (%zu bytes of scratch)", bytes);
   }

@@ -344,6 +344,6 @@ tj_status tj_dropout_bwd(tj_blocks *b, const DLTensor *dy, const DLTensor *x, co
     tj_arg a2[4] = { blk_ptr_arg(&vdb), tj_arg_ptr(part, need), tj_arg_int(G), tj_arg_int(vg.K) };
     st = blk_run(b, k2, gpu, (unsigned)((vg.K + block_n - 1) / block_n), a2, 4, stream);
   }
-  if (owned) free(part);
+  if (owned) tj_free(part);
   return st;
 }

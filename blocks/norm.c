@@ -264,7 +264,7 @@ static tj_status norm_bwd(tj_blocks *b, bool rms, const DLTensor *dy, const DLTe
     };
     st = blk_run(b, k2, gpu, (unsigned)((vx.K + block_n - 1) / block_n), a2, 5, stream);
   }
-  if (owned) free(part);
+  if (owned) tj_free(part);
   return st;
 }
 

@@ -161,11 +161,11 @@ static tj_status global_flags(tj_blocks *b, const char *op, int64_t S, const int
   if (n < 0 || (n > 0 && !tokens)) return perr(b, "%s: the global token list is invalid (n = %d)", op, n);
   if (S < 1) return perr(b, "%s: S must be >= 1, got %" PRId64, op, S);
   if (n == 0) return TJ_OK;
-  uint8_t *g = calloc((size_t)S, 1);
+  uint8_t *g = tj_calloc((size_t)S, 1);
   if (!g) return b ? blk_error(b, TJ_ERR_NO_MEMORY, "out of memory") : TJ_ERR_NO_MEMORY;
   for (int t = 0; t < n; t++) {
     if (tokens[t] < 0 || tokens[t] >= S) {
-      free(g);
+      tj_free(g);
       return perr(b, "%s: global token %" PRId64 " (entry %d) is outside [0, %" PRId64 ")", op, tokens[t], t, S);
     }
     g[tokens[t]] = 1;
@@ -213,7 +213,7 @@ tj_status tj_pattern_global(tj_blocks *b, int64_t S, const int64_t *tokens, int 
   if (st != TJ_OK) return st;
   Pat p = { .kind = PAT_GLOBAL, .S = S, .g = g };
   st = fill(b, op, &p, 1, bs, mask, layout);
-  free(g);
+  tj_free(g);
   return st;
 }
 
@@ -229,7 +229,7 @@ tj_status tj_pattern_bigbird(tj_blocks *b, int64_t S, int heads, int64_t window,
   if ((st = global_flags(b, op, S, tokens, ntokens, &g)) != TJ_OK) return st;
   Pat p = { .kind = PAT_BIGBIRD, .S = S, .half = window / 2, .g = g, .density = density, .seed = seed };
   st = fill(b, op, &p, heads, bs, mask, layout);
-  free(g);
+  tj_free(g);
   return st;
 }
 
@@ -242,7 +242,7 @@ tj_status tj_pattern_longformer(tj_blocks *b, int64_t S, int64_t window, const i
   if ((st = global_flags(b, op, S, tokens, ntokens, &g)) != TJ_OK) return st;
   Pat p = { .kind = PAT_LONGFORMER, .S = S, .half = window / 2, .g = g };
   st = fill(b, op, &p, 1, bs, mask, layout);
-  free(g);
+  tj_free(g);
   return st;
 }
 

@@ -126,20 +126,20 @@ static tj_status grid_cb(const tj_tuner *t, const tj_tune_config *cfg, const tj_
 static void tuner_free(BlkTuner *bt) {
   if (!bt) return;
   tj_tuner_free(bt->t);
-  free(bt->id);
-  free(bt);
+  tj_free(bt->id);
+  tj_free(bt);
 }
 
 void blk_tuners_free(tj_blocks *b) {
   for (int i = 0; i < b->ntuners; i++) tuner_free(b->tuners[i]);
-  free(b->tuners);
+  tj_free(b->tuners);
   b->tuners = NULL;
   b->ntuners = b->tuners_cap = 0;
 }
 
 static tj_status tuner_create(tj_blocks *b, const BlkTuneReq *r, BlkTuner *bt) {
   // The front end needs every constant; the axes replace these two.
-  const char **defs = calloc((size_t)r->ndefines + 2, sizeof *defs);
+  const char **defs = tj_calloc((size_t)r->ndefines + 2, sizeof *defs);
   if (!defs) return blk_error(b, TJ_ERR_NO_MEMORY, "out of memory");
   for (int i = 0; i < r->ndefines; i++) defs[i] = r->defines[i];
   defs[r->ndefines] = "BLOCK=16";
@@ -154,7 +154,7 @@ static tj_status tuner_create(tj_blocks *b, const BlkTuneReq *r, BlkTuner *bt) {
   o.ndefines = r->ndefines + 2;
   static const char *const keys[BLK_TK_N] = { "K", "M", "rcap" };
   tj_status st = tj_tuner_create(b->ctx, &o, keys, BLK_TK_N, &bt->t);
-  free(defs);
+  tj_free(defs);
   if (st == TJ_OK) st = tj_tuner_set_axis(bt->t, "BLOCK", ax_block, NELEM(ax_block));
   if (st == TJ_OK) st = tj_tuner_set_axis(bt->t, "ROWS", ax_rows, NELEM(ax_rows));
   if (st == TJ_OK) st = tj_tuner_set_axis(bt->t, "num_warps", ax_warps, NELEM(ax_warps));
@@ -185,20 +185,20 @@ static BlkTuner *tuner_get(tj_blocks *b, const BlkTuneReq *r) {
     return bt;
   }
   // Built under the lock (the front end only): first calls are rare.
-  bt = calloc(1, sizeof *bt);
+  bt = tj_calloc(1, sizeof *bt);
   tj_status st = bt ? TJ_OK : TJ_ERR_NO_MEMORY;
   if (bt) {
     bt->b = b;
     bt->op = r->op;
     bt->dt = r->dt;
     bt->m_arg = r->m_arg;
-    bt->id = strdup(id);
+    bt->id = tj_strdup(id);
     if (!bt->id) st = TJ_ERR_NO_MEMORY;
   }
   if (st == TJ_OK) st = tuner_create(b, r, bt);
   if (st == TJ_OK && b->ntuners == b->tuners_cap) {
     int cap = b->tuners_cap ? 2 * b->tuners_cap : 8;
-    BlkTuner **nt = realloc(b->tuners, sizeof *nt * (size_t)cap);
+    BlkTuner **nt = tj_realloc(b->tuners, sizeof *nt * (size_t)cap);
     if (!nt) st = TJ_ERR_NO_MEMORY;
     else b->tuners = nt, b->tuners_cap = cap;
   }

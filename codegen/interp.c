@@ -82,7 +82,7 @@ static Buf *pool_get(Pool *p, size_t bytes) {
       }
       break;
     }
-  Buf *b = malloc(sizeof(Buf) + bytes);
+  Buf *b = tj_malloc(sizeof(Buf) + bytes);
   if (!b) return NULL;
   b->bytes = bytes;
   b->next_free = NULL;
@@ -100,7 +100,7 @@ static void pool_put(Pool *p, Buf *b) {
     }
   if (p->ncls == p->capcls) {
     int cap = p->capcls ? p->capcls * 2 : 16;
-    SizeClass *nc = realloc(p->cls, (size_t)cap * sizeof *nc);
+    SizeClass *nc = tj_realloc(p->cls, (size_t)cap * sizeof *nc);
     if (!nc) return;  // stays on the all-list, freed at the end
     p->cls = nc;
     p->capcls = cap;
@@ -114,9 +114,9 @@ static void pool_put(Pool *p, Buf *b) {
 static void pool_free(Pool *p) {
   for (Buf *b = p->all, *n; b; b = n) {
     n = b->next_all;
-    free(b);
+    tj_free(b);
   }
-  free(p->cls);
+  tj_free(p->cls);
   memset(p, 0, sizeof *p);
 }
 
@@ -185,7 +185,7 @@ static IBlock *compile_block(Interp *ip, const TirBlock *b) {
   }
   j = 0;
   for (const TirInst *in = b->first; in; in = in->next, j++) last_uses(ip, b, in, j);
-  int *count = calloc((size_t)blk->n + 1, sizeof *count);
+  int *count = tj_calloc((size_t)blk->n + 1, sizeof *count);
   if (!count) return NULL;
   for (const TirInst *in = b->first; in; in = in->next)
     for (int i = 0; i < in->nres; i++) count[ip->last[in->res[i]->id]]++;
@@ -193,12 +193,12 @@ static IBlock *compile_block(Interp *ip, const TirBlock *b) {
     if (count[j]) {
       blk->insts[j].kill = arena_alloc(a, (size_t)count[j] * sizeof(int));
       if (!blk->insts[j].kill) {
-        free(count);
+        tj_free(count);
         return NULL;
       }
     }
   }
-  free(count);
+  tj_free(count);
   for (const TirInst *in = b->first; in; in = in->next)
     for (int i = 0; i < in->nres; i++) {
       IInst *k = &blk->insts[ip->last[in->res[i]->id]];
@@ -241,7 +241,7 @@ static Slot *S(Interp *ip, const TirValue *v) { return &ip->slots[v->id]; }
 
 static float *tmp_floats(Interp *ip, size_t n) {
   if (n > ip->ntmpf) {
-    float *t = realloc(ip->tmpf, n * sizeof(float));
+    float *t = tj_realloc(ip->tmpf, n * sizeof(float));
     if (!t) return NULL;
     ip->tmpf = t;
     ip->ntmpf = n;
@@ -637,11 +637,11 @@ static tj_status exec_if(Interp *ip, const IInst *ii) {
   Slot *dst = in->nres > 0 ? &ip->slots[in->res[0]->id] : NULL;
   if (in->nres <= 1) return exec_block(ip, blk, dst);
   Slot stack[8];
-  Slot *tmp = in->nres <= 8 ? stack : malloc((size_t)in->nres * sizeof(Slot));
+  Slot *tmp = in->nres <= 8 ? stack : tj_malloc((size_t)in->nres * sizeof(Slot));
   if (!tmp) return TJ_ERR_NO_MEMORY;
   for (int i = 0; i < in->nres; i++) tmp[i] = ip->slots[in->res[i]->id];
   st = exec_block(ip, blk, tmp);
-  if (tmp != stack) free(tmp);
+  if (tmp != stack) tj_free(tmp);
   return st;
 }
 
@@ -823,10 +823,10 @@ tj_status interp_run(const TirFunc *f, const unsigned grid[3], const tj_arg *arg
   arena_init(&ip.arena);
   tj_status st = TJ_ERR_NO_MEMORY;
   size_t nv = (size_t)f->nvalues + 1;
-  ip.slots = calloc(nv, sizeof *ip.slots);
-  ip.last = calloc(nv, sizeof *ip.last);
+  ip.slots = tj_calloc(nv, sizeof *ip.slots);
+  ip.last = tj_calloc(nv, sizeof *ip.last);
   IBlock *body = ip.slots && ip.last ? compile_block(&ip, f->body) : NULL;
-  free(ip.last);
+  tj_free(ip.last);
   ip.last = NULL;
   if (!body) goto out;
   st = bind_params(&ip, args);
@@ -842,7 +842,7 @@ out:
     diag_plain(d, DIAG_ERROR, "out of memory while interpreting '%s'", f->name ? f->name : "?");
   pool_free(&ip.pool);
   arena_free(&ip.arena);
-  free(ip.slots);
-  free(ip.tmpf);
+  tj_free(ip.slots);
+  tj_free(ip.tmpf);
   return st;
 }

@@ -53,8 +53,8 @@ const char *cg_llvm_version(void) {
 
 void cg_result_free(CgResult *r) {
   if (!r) return;
-  free(r->llvm_ir);
-  free(r->ptx);
+  tj_free(r->llvm_ir);
+  tj_free(r->ptx);
   memset(r, 0, sizeof *r);
 }
 
@@ -428,7 +428,7 @@ static bool build_kernel(Cg *cg) {
 
 static char *dup_msg(const char *s) {
   size_t n = strlen(s);
-  char *c = malloc(n + 1);
+  char *c = tj_malloc(n + 1);
   if (c) memcpy(c, s, n + 1);
   return c;
 }
@@ -572,7 +572,7 @@ tj_status cg_llvm_compile(const TirFunc *f, const CgOptions *opt, CgResult *out,
   }
   {
     size_t n = LLVMGetBufferSize(buf);
-    out->ptx = malloc(n + 1);
+    out->ptx = tj_malloc(n + 1);
     if (!out->ptx) {
       st = TJ_ERR_NO_MEMORY;
     } else {

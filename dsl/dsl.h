@@ -19,6 +19,15 @@
 // util.c
 //
 
+// Every heap block of the library comes from these, which call the hook set
+// with tj_set_allocator (tj_free is public: it frees what the API hands out).
+// A size of 0 allocates 1 byte; tj_calloc returns NULL on overflow.
+void *tj_malloc(size_t n);
+void *tj_calloc(size_t count, size_t size);
+void *tj_realloc(void *p, size_t n);
+char *tj_strdup(const char *s);
+char *tj_strndup(const char *s, size_t n);
+
 // Arena: bump allocator in chained chunks. Allocation failure is sticky:
 // arena_alloc returns NULL and sets a->failed; callers check once at a pass
 // boundary rather than after every node.
@@ -52,7 +61,7 @@ void sb_putn(StrBuf *sb, const char *s, size_t n);
 void sb_printf(StrBuf *sb, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void sb_vprintf(StrBuf *sb, const char *fmt, va_list ap);
-char *sb_steal(StrBuf *sb);  // returns malloc'd NUL-terminated text ("" if empty)
+char *sb_steal(StrBuf *sb);  // returns tj_malloc'd NUL-terminated text ("" if empty)
 
 // Growable array of pointers in an arena (AST/IR lists built while parsing).
 typedef struct PtrVec {
@@ -61,7 +70,7 @@ typedef struct PtrVec {
 } PtrVec;
 void vec_push(Arena *a, PtrVec *v, void *p);
 
-// Read a whole file into malloc'd memory. Returns TJ_ERR_IO on failure and
+// Read a whole file into tj_malloc'd memory. Returns TJ_ERR_IO on failure and
 // writes a message (with strerror) into err.
 tj_status util_read_file(const char *path, char **data, size_t *len, StrBuf *err);
 

@@ -472,7 +472,7 @@ void tir_print(StrBuf *sb, const TirFunc *f) {
   if (!f) return;
   Printer p = {sb, f, NULL, 0};
   if (f->nvalues > 0) {
-    p.num = malloc((size_t)f->nvalues * sizeof(int));
+    p.num = tj_malloc((size_t)f->nvalues * sizeof(int));
     if (!p.num) {
       sb->failed = true;
       return;
@@ -504,5 +504,5 @@ void tir_print(StrBuf *sb, const TirFunc *f) {
   sb_puts(sb, "{\n");
   if (f->body) print_block(&p, f->body, 1);
   sb_puts(sb, "}\n");
-  free(p.num);
+  tj_free(p.num);
 }

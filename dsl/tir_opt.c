@@ -219,13 +219,13 @@ void tir_cse(TirFunc *f) {
   while (cap < (size_t)n * 2) cap <<= 1;
   Cse c = {0};
   c.mask = cap - 1;
-  c.tab = calloc(cap, sizeof *c.tab);
-  c.stack = malloc((size_t)(n + 1) * sizeof *c.stack);
-  c.map = calloc((size_t)f->nvalues + 1, sizeof *c.map);
+  c.tab = tj_calloc(cap, sizeof *c.tab);
+  c.stack = tj_malloc((size_t)(n + 1) * sizeof *c.stack);
+  c.map = tj_calloc((size_t)f->nvalues + 1, sizeof *c.map);
   if (c.tab && c.stack && c.map) cse_block(&c, f->body);
-  free(c.tab);
-  free(c.stack);
-  free(c.map);
+  tj_free(c.tab);
+  tj_free(c.stack);
+  tj_free(c.map);
 }
 
 // ---------------------------------------------------------------- dce
@@ -387,13 +387,13 @@ void tir_dce(TirFunc *f) {
   if (!f || !f->body) return;
   Dce d = {0};
   size_t n = (size_t)f->nvalues + 1;
-  d.live = calloc(n, 1);
-  d.work = malloc(n * sizeof *d.work);
+  d.live = tj_calloc(n, 1);
+  d.work = tj_malloc(n * sizeof *d.work);
   if (d.live && d.work) {
     dce_roots(&d, f->body);
     while (d.nwork > 0) dce_process(&d, d.work[--d.nwork]);
     dce_sweep(&d, f->body);
   }
-  free(d.live);
-  free(d.work);
+  tj_free(d.live);
+  tj_free(d.work);
 }

@@ -575,11 +575,11 @@ tj_status tir_verify_status(const TirFunc *f, Diag *d) {
   }
   Verifier v = {.f = f, .d = d};
   size_t n = f->nvalues > 0 ? (size_t)f->nvalues : 1;
-  v.owner = calloc(n, sizeof *v.owner);
-  v.state = calloc(n, 1);
+  v.owner = tj_calloc(n, sizeof *v.owner);
+  v.state = tj_calloc(n, 1);
   if (!v.owner || !v.state) {
-    free(v.owner);
-    free(v.state);
+    tj_free(v.owner);
+    tj_free(v.state);
     diag_plain(d, DIAG_ERROR, "out of memory while verifying the tile IR of '%s'", f->name ? f->name : "?");
     return TJ_ERR_NO_MEMORY;
   }
@@ -592,8 +592,8 @@ tj_status tir_verify_status(const TirFunc *f, Diag *d) {
       fail(&v, NULL, "param '%s' type does not match its value", p->name ? p->name : "?");
   }
   verify_block(&v, f->body, NULL);
-  free(v.owner);
-  free(v.state);
+  tj_free(v.owner);
+  tj_free(v.state);
   if (v.nerrors > MAX_REPORTS)
     diag_plain(d, DIAG_ERROR, "internal error: tir: %d more problems", v.nerrors - MAX_REPORTS);
   return v.nerrors == 0 ? TJ_OK : TJ_ERR_INTERNAL;

@@ -20,6 +20,61 @@
 #include "dsl.h"
 
 //
+// Allocation hook
+//
+
+// Process-global, like Lua's lua_Alloc: it is set once, before any context
+// exists, so it is read without a lock. All-NULL means the C library's.
+static tj_allocator g_alloc;
+
+tj_status tj_set_allocator(const tj_allocator *a) {
+  if (!a) {
+    memset(&g_alloc, 0, sizeof g_alloc);
+    return TJ_OK;
+  }
+  if (!a->alloc || !a->realloc || !a->free) return TJ_ERR_INVALID_ARG;
+  g_alloc = *a;
+  return TJ_OK;
+}
+
+void *tj_malloc(size_t n) {
+  if (n == 0) n = 1;
+  return g_alloc.alloc ? g_alloc.alloc(g_alloc.user, n) : malloc(n);
+}
+
+void *tj_calloc(size_t count, size_t size) {
+  if (size && count > SIZE_MAX / size) return NULL;
+  size_t n = count * size;
+  void *p = tj_malloc(n);
+  if (p) memset(p, 0, n ? n : 1);
+  return p;
+}
+
+void *tj_realloc(void *p, size_t n) {
+  if (!p) return tj_malloc(n);
+  if (n == 0) n = 1;
+  return g_alloc.realloc ? g_alloc.realloc(g_alloc.user, p, n) : realloc(p, n);
+}
+
+void tj_free(void *p) {
+  if (!p) return;
+  if (g_alloc.free) g_alloc.free(g_alloc.user, p);
+  else free(p);
+}
+
+char *tj_strndup(const char *s, size_t n) {
+  size_t len = 0;
+  while (len < n && s[len]) len++;
+  char *p = tj_malloc(len + 1);
+  if (!p) return NULL;
+  memcpy(p, s, len);
+  p[len] = '\0';
+  return p;
+}
+
+char *tj_strdup(const char *s) { return tj_strndup(s, SIZE_MAX); }
+
+//
 // Arena
 //
 
@@ -47,7 +102,7 @@ void arena_free(Arena *a) {
   ArenaChunk *c = a->head;
   while (c) {
     ArenaChunk *next = c->next;
-    free(c);
+    tj_free(c);
     c = next;
   }
   arena_init(a);
@@ -66,7 +121,7 @@ void *arena_alloc(Arena *a, size_t n) {
     // Large requests get a chunk of their own, placed behind the current head
     // so the head's remaining space is not wasted.
     size_t cap = need > ARENA_CHUNK / 4 ? need : ARENA_CHUNK;
-    ArenaChunk *nc = malloc(sizeof(ArenaChunk) + cap + 15);
+    ArenaChunk *nc = tj_malloc(sizeof(ArenaChunk) + cap + 15);
     if (!nc) {
       a->failed = true;
       return NULL;
@@ -135,7 +190,7 @@ void sb_init(StrBuf *sb) {
 
 void sb_free(StrBuf *sb) {
   if (!sb) return;
-  free(sb->data);
+  tj_free(sb->data);
   sb_init(sb);
 }
 
@@ -151,7 +206,7 @@ static bool sb_reserve(StrBuf *sb, size_t n) {
     }
     cap *= 2;
   }
-  char *p = realloc(sb->data, cap);
+  char *p = tj_realloc(sb->data, cap);
   if (!p) {
     sb->failed = true;
     return false;
@@ -200,7 +255,7 @@ void sb_printf(StrBuf *sb, const char *fmt, ...) {
 
 char *sb_steal(StrBuf *sb) {
   char *p = sb->data;
-  if (!p) p = calloc(1, 1);
+  if (!p) p = tj_calloc(1, 1);
   sb_init(sb);
   return p;
 }
@@ -246,9 +301,9 @@ tj_status util_read_file(const char *path, char **data, size_t *len, StrBuf *err
   for (;;) {
     if (n + 1 >= cap) {
       size_t ncap = cap ? cap * 2 : 16384;
-      char *nb = realloc(buf, ncap);
+      char *nb = tj_realloc(buf, ncap);
       if (!nb) {
-        free(buf);
+        tj_free(buf);
         fclose(f);
         if (err) sb_printf(err, "cannot read '%s': out of memory", path);
         return TJ_ERR_IO;
@@ -262,7 +317,7 @@ tj_status util_read_file(const char *path, char **data, size_t *len, StrBuf *err
   }
   if (ferror(f)) {
     int e = errno;
-    free(buf);
+    tj_free(buf);
     fclose(f);
     put_errno(err, "read", path, e ? e : EIO);
     return TJ_ERR_IO;

@@ -42,16 +42,21 @@ tj_status api_error(tj_ctx *ctx, tj_status s, const char *fmt, ...) {
   sb_init(&sb);
   sb_vprintf(&sb, fmt, ap);
   va_end(ap);
-  char *msg = sb_steal(&sb);
+  // A message that cannot be allocated reads "out of memory" (err_oom):
+  // that is then the first thing wrong, whatever s says.
+  bool oom = sb.failed;
+  char *msg = oom ? (sb_free(&sb), NULL) : sb_steal(&sb);
   pthread_mutex_lock(&ctx->lock);
-  free(ctx->err);
+  tj_free(ctx->err);
   ctx->err = msg;
+  ctx->err_oom = !msg;
   pthread_mutex_unlock(&ctx->lock);
   return s;
 }
 
 void api_clear_error(tj_ctx *ctx) {
   pthread_mutex_lock(&ctx->lock);
+  ctx->err_oom = false;
   if (ctx->err) ctx->err[0] = '\0';
   pthread_mutex_unlock(&ctx->lock);
 }
@@ -62,22 +67,22 @@ tj_status tj_ctx_create_device(int device, tj_ctx **out) {
   if (!out) return TJ_ERR_INVALID_ARG;
   *out = NULL;
   if (device < 0) return TJ_ERR_INVALID_ARG;
-  tj_ctx *ctx = calloc(1, sizeof *ctx);
+  tj_ctx *ctx = tj_calloc(1, sizeof *ctx);
   if (!ctx) return TJ_ERR_NO_MEMORY;
   if (pthread_mutex_init(&ctx->lock, NULL) != 0) {
-    free(ctx);
+    tj_free(ctx);
     return TJ_ERR_NO_MEMORY;
   }
-  ctx->err = calloc(1, 1);
+  ctx->err = tj_calloc(1, 1);
   if (!ctx->err) {
     pthread_mutex_destroy(&ctx->lock);
-    free(ctx);
+    tj_free(ctx);
     return TJ_ERR_NO_MEMORY;
   }
   if (rt_ctx_init(ctx, device) != TJ_OK) {
-    free(ctx->err);
+    tj_free(ctx->err);
     pthread_mutex_destroy(&ctx->lock);
-    free(ctx);
+    tj_free(ctx);
     return TJ_ERR_NO_MEMORY;
   }
   *out = ctx;
@@ -87,13 +92,14 @@ tj_status tj_ctx_create_device(int device, tj_ctx **out) {
 void tj_ctx_free(tj_ctx *ctx) {
   if (!ctx) return;
   rt_ctx_fini(ctx);
-  free(ctx->err);
+  tj_free(ctx->err);
   pthread_mutex_destroy(&ctx->lock);
-  free(ctx);
+  tj_free(ctx);
 }
 
 const char *tj_ctx_last_error(const tj_ctx *ctx) {
   if (!ctx) return "tj_ctx_last_error: ctx is NULL";
+  if (ctx->err_oom) return "out of memory (while reporting an error)";
   return ctx->err ? ctx->err : "";
 }
 
@@ -122,14 +128,14 @@ static tj_status parse_defines(tj_ctx *ctx, Arena *a, const tj_compile_opts *o, 
 void tj_kernel_free(tj_kernel *k) {
   if (!k) return;
   rt_kernel_free(k);
-  free(k->name);
-  free(k->tir);
-  free(k->llvm);
-  free(k->ptx);
-  free(k->ptx_annotated);
-  free(k->arch);
+  tj_free(k->name);
+  tj_free(k->tir);
+  tj_free(k->llvm);
+  tj_free(k->ptx);
+  tj_free(k->ptx_annotated);
+  tj_free(k->arch);
   arena_free(&k->arena);
-  free(k);
+  tj_free(k);
 }
 
 // Turns a Diag into the context's error (diagnostics text verbatim).
@@ -175,7 +181,7 @@ static tj_status run_frontend(tj_ctx *ctx, tj_kernel *k, const tj_compile_opts *
   tir_print(&sb, f);
   if (sb.failed) { sb_free(&sb); st = api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory"); goto out; }
   k->tir = sb_steal(&sb);
-  k->name = strdup(f->name);
+  k->name = tj_strdup(f->name);
   if (!k->tir || !k->name) st = api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
 out:
   diag_free(&d);
@@ -255,9 +261,9 @@ static tj_status run_backend(tj_ctx *ctx, tj_kernel *k, const tj_compile_opts *o
   char *llvm = NULL;
   if ((st = rt_compile_variant(ctx, k, spec, arch, true, &e, &llvm)) != TJ_OK) return st;
   k->llvm = llvm;
-  k->ptx = strdup(e->ptx);
+  k->ptx = tj_strdup(e->ptx);
   k->shared_bytes = e->shared_bytes;
-  k->arch = strdup(arch);
+  k->arch = tj_strdup(arch);
   if (!k->ptx || !k->arch) return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   return TJ_OK;
 }
@@ -296,13 +302,13 @@ tj_status tj_kernel_compile(tj_ctx *ctx, const tj_compile_opts *o, tj_kernel **o
     len = strlen(src);
   }
 
-  tj_kernel *k = calloc(1, sizeof *k);
-  if (!k) { free(filedata); return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory"); }
+  tj_kernel *k = tj_calloc(1, sizeof *k);
+  if (!k) { tj_free(filedata); return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory"); }
   arena_init(&k->arena);
 
   tj_status st = run_frontend(ctx, k, o, src, len, file);
   if (st == TJ_OK) st = rt_kernel_init(ctx, k, src, len, o->flags);
-  free(filedata);
+  tj_free(filedata);
   if (st == TJ_OK && api_dump_wanted("tir")) api_dump("tir", k->name, k->tir);
   if (st == TJ_OK && !(o->flags & TJ_COMPILE_FRONTEND)) st = run_backend(ctx, k, o);
   if (st != TJ_OK) {

@@ -12,7 +12,8 @@
 
 struct tj_ctx {
   pthread_mutex_t lock;   // guards err (the runtime state has its own lock, RtDevice.mu)
-  char *err;              // last error message (malloc'd), "" when none
+  char *err;              // last error message (tj_malloc'd), "" when none
+  bool err_oom;           // the last message could not be allocated: "out of memory"
   int device;             // CUDA device ordinal this context is bound to
   struct RtDevice *rt;    // driver and cache state (runtime/rt.h); allocated with the
                           // context, no driver call until first GPU use

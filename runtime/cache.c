@@ -145,21 +145,21 @@ void cache_key_hex(const uint8_t key[32], char out[65]) {
 // ---------------------------------------------------------------- entries
 
 RtEntry *cache_entry_new(void) {
-  RtEntry *e = calloc(1, sizeof *e);
+  RtEntry *e = tj_calloc(1, sizeof *e);
   if (!e) return NULL;
-  if (pthread_mutex_init(&e->mu, NULL) != 0) { free(e); return NULL; }
+  if (pthread_mutex_init(&e->mu, NULL) != 0) { tj_free(e); return NULL; }
   e->spill_stores = e->spill_loads = -1;
   return e;
 }
 
 void cache_entry_free(RtEntry *e) {
   if (!e) return;
-  free(e->name);
-  free(e->arch);
-  free(e->ptx);
-  free(e->cubin);
+  tj_free(e->name);
+  tj_free(e->arch);
+  tj_free(e->ptx);
+  tj_free(e->cubin);
   pthread_mutex_destroy(&e->mu);
-  free(e);
+  tj_free(e);
 }
 
 static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
@@ -189,7 +189,7 @@ tj_status cache_encode(const RtEntry *e, uint8_t **out, size_t *len) {
   if (!e->ptx || nl == 0 || nl > 1024 || al == 0 || al > 64) return TJ_ERR_INTERNAL;
   size_t cl = e->cubin ? e->cubin_len : 0;
   size_t total = CACHE_HEADER + nl + al + e->ptx_len + cl + CACHE_SUM;
-  uint8_t *b = calloc(1, total);
+  uint8_t *b = tj_calloc(1, total);
   if (!b) return TJ_ERR_NO_MEMORY;
   memcpy(b, CACHE_MAGIC, 8);
   put32(b + 8, CACHE_FORMAT);
@@ -215,7 +215,7 @@ tj_status cache_encode(const RtEntry *e, uint8_t **out, size_t *len) {
 }
 
 static char *dup_n(const uint8_t *p, size_t n) {
-  char *s = malloc(n + 1);
+  char *s = tj_malloc(n + 1);
   if (!s) return NULL;
   memcpy(s, p, n);
   s[n] = '\0';
@@ -258,7 +258,7 @@ tj_status cache_decode(const uint8_t *b, size_t len, const uint8_t key[32], RtEn
   e->ptx = dup_n(p, pl), p += pl;
   e->ptx_len = pl;
   if (cl) {
-    e->cubin = malloc(cl);
+    e->cubin = tj_malloc(cl);
     if (e->cubin) memcpy(e->cubin, p, cl);
     e->cubin_len = cl;
   }
@@ -283,13 +283,13 @@ static tj_status read_all(int fd, uint8_t **out, size_t *len, StrBuf *why) {
   struct stat st;
   if (fstat(fd, &st) != 0) { sb_printf(why, "fstat: %s", strerror(errno)); return TJ_ERR_IO; }
   size_t n = (size_t)st.st_size;
-  uint8_t *b = malloc(n ? n : 1);
+  uint8_t *b = tj_malloc(n ? n : 1);
   if (!b) return TJ_ERR_NO_MEMORY;
   size_t got = 0;
   while (got < n) {
     ssize_t r = read(fd, b + got, n - got);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) { free(b); sb_printf(why, "read: %s", strerror(errno)); return TJ_ERR_IO; }
+    if (r < 0) { tj_free(b); sb_printf(why, "read: %s", strerror(errno)); return TJ_ERR_IO; }
     if (r == 0) break;
     got += (size_t)r;
   }
@@ -314,7 +314,7 @@ tj_status cache_disk_read(const char *dir, const uint8_t key[32], RtEntry **out,
   size_t len = 0;
   tj_status s = read_all(fd, &buf, &len, why);
   if (s == TJ_OK) s = cache_decode(buf, len, key, out, why);
-  free(buf);
+  tj_free(buf);
   if (s == TJ_ERR_CORRUPT) {
     // Remove it only if it is still the file we read: a concurrent writer
     // may have renamed a good entry over it meanwhile.
@@ -331,16 +331,16 @@ tj_status cache_disk_read(const char *dir, const uint8_t key[32], RtEntry **out,
 }
 
 static int mkdir_p(const char *dir) {
-  char *p = strdup(dir);
+  char *p = tj_strdup(dir);
   if (!p) return -1;
   for (char *s = p + 1; *s; s++) {
     if (*s != '/') continue;
     *s = '\0';
-    if (mkdir(p, 0755) != 0 && errno != EEXIST) { free(p); return -1; }
+    if (mkdir(p, 0755) != 0 && errno != EEXIST) { tj_free(p); return -1; }
     *s = '/';
   }
   int r = mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
-  free(p);
+  tj_free(p);
   return r;
 }
 
@@ -411,7 +411,7 @@ tj_status cache_disk_write(const char *dir, const RtEntry *e, StrBuf *why) {
   cache_key_hex(e->key, name);
   memcpy(name + 64, CACHE_EXT, sizeof CACHE_EXT);
   s = cache_write_atomic(dir, name, buf, len, why);
-  free(buf);
+  tj_free(buf);
   return s;
 }
 
@@ -447,11 +447,11 @@ static tj_status scan_dir(const char *dir, bool temps, DirItem **out, int *count
     if (p.failed || stat(p.data, &st) != 0 || !S_ISREG(st.st_mode)) continue;
     if (n == cap) {
       cap = cap ? cap * 2 : 32;
-      DirItem *ni = realloc(items, sizeof *items * (size_t)cap);
+      DirItem *ni = tj_realloc(items, sizeof *items * (size_t)cap);
       if (!ni) break;
       items = ni;
     }
-    items[n].name = strdup(de->d_name);
+    items[n].name = tj_strdup(de->d_name);
     if (!items[n].name) break;
     items[n].bytes = (uint64_t)st.st_size;
     items[n].mtime = st.st_mtim;
@@ -465,8 +465,8 @@ static tj_status scan_dir(const char *dir, bool temps, DirItem **out, int *count
 }
 
 static void free_items(DirItem *it, int n) {
-  for (int i = 0; i < n; i++) free(it[i].name);
-  free(it);
+  for (int i = 0; i < n; i++) tj_free(it[i].name);
+  tj_free(it);
 }
 
 static int by_mtime(const void *a, const void *b) {
@@ -642,10 +642,10 @@ tj_status tj_cache_dir(tj_ctx *ctx, const char **out) {
 tj_status tj_ctx_set_cache_dir(tj_ctx *ctx, const char *dir) {
   if (!ctx) return TJ_ERR_INVALID_ARG;
   if (!dir || !*dir) return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_ctx_set_cache_dir: dir is empty");
-  char *d = strdup(dir);
+  char *d = tj_strdup(dir);
   if (!d) return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   pthread_mutex_lock(&ctx->rt->mu);
-  free(ctx->rt->cache_dir);
+  tj_free(ctx->rt->cache_dir);
   ctx->rt->cache_dir = d;
   pthread_mutex_unlock(&ctx->rt->mu);
   return TJ_OK;
@@ -653,18 +653,13 @@ tj_status tj_ctx_set_cache_dir(tj_ctx *ctx, const char *dir) {
 
 // Reads the header of an entry file for listing (no checksum: listing stays
 // cheap; damaged entries are caught when used).
-static void peek_entry(const char *path, tj_cache_entry *ce) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  uint8_t h[CACHE_HEADER + 1024 + 64];
-  ssize_t n = read(fd, h, sizeof h);
-  close(fd);
-  if (n < (ssize_t)CACHE_HEADER || memcmp(h, CACHE_MAGIC, 8) != 0) {
+void cache_peek(const uint8_t *h, size_t n, tj_cache_entry *ce) {
+  if (n < CACHE_HEADER || memcmp(h, CACHE_MAGIC, 8) != 0) {
     snprintf(ce->name, sizeof ce->name, "(damaged)");
     return;
   }
   uint32_t nl = get32(h + 64), al = get32(h + 68);
-  if (nl > 1024 || al > 64 || (ssize_t)(CACHE_HEADER + nl + al) > n) return;
+  if (nl > 1024 || al > 64 || CACHE_HEADER + nl + al > n) return;
   size_t cn = nl < sizeof ce->name - 1 ? nl : sizeof ce->name - 1;
   memcpy(ce->name, h + CACHE_HEADER, cn);
   ce->name[cn] = '\0';
@@ -672,6 +667,15 @@ static void peek_entry(const char *path, tj_cache_entry *ce) {
   memcpy(ce->arch, h + CACHE_HEADER + nl, ca);
   ce->arch[ca] = '\0';
   ce->has_cubin = get64(h + 80) > 0;
+}
+
+static void peek_entry(const char *path, tj_cache_entry *ce) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  uint8_t h[CACHE_HEADER + 1024 + 64];
+  ssize_t n = read(fd, h, sizeof h);
+  close(fd);
+  cache_peek(h, n > 0 ? (size_t)n : 0, ce);
 }
 
 static int by_entry_name(const void *a, const void *b) {
@@ -694,7 +698,7 @@ tj_status tj_cache_list(tj_ctx *ctx, tj_cache_entry **out, int *count) {
   int n;
   if (scan_dir(dir, false, &it, &n) != TJ_OK)
     return api_error(ctx, TJ_ERR_IO, "cannot read cache directory %s: %s", dir, strerror(errno));
-  tj_cache_entry *ents = calloc((size_t)(n ? n : 1), sizeof *ents);
+  tj_cache_entry *ents = tj_calloc((size_t)(n ? n : 1), sizeof *ents);
   if (!ents) { free_items(it, n); return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory"); }
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
@@ -719,7 +723,7 @@ tj_status tj_cache_list(tj_ctx *ctx, tj_cache_entry **out, int *count) {
   return TJ_OK;
 }
 
-void tj_cache_list_free(tj_cache_entry *entries) { free(entries); }
+void tj_cache_list_free(tj_cache_entry *entries) { tj_free(entries); }
 
 tj_status tj_cache_clear(tj_ctx *ctx, int *removed) {
   if (!ctx) return TJ_ERR_INVALID_ARG;

@@ -127,9 +127,9 @@ static char *default_cache_dir(void) {
 }
 
 tj_status rt_ctx_init(tj_ctx *ctx, int device) {
-  RtDevice *rt = calloc(1, sizeof *rt);
+  RtDevice *rt = tj_calloc(1, sizeof *rt);
   if (!rt) return TJ_ERR_NO_MEMORY;
-  if (pthread_mutex_init(&rt->mu, NULL) != 0) { free(rt); return TJ_ERR_NO_MEMORY; }
+  if (pthread_mutex_init(&rt->mu, NULL) != 0) { tj_free(rt); return TJ_ERR_NO_MEMORY; }
   rt->serial = atomic_fetch_add(&next_serial, 1);
   atomic_init(&rt->validate, !env_is_off("TILEJIT_VALIDATE"));
   rt->cache_on = !env_is_off("TILEJIT_CACHE");
@@ -162,9 +162,9 @@ void rt_ctx_fini(tj_ctx *ctx) {
     // API handles that case itself, so just release our reference.
     drv.cuDevicePrimaryCtxRelease_v2(rt->dev);
   }
-  free(rt->cache_dir);
+  tj_free(rt->cache_dir);
   pthread_mutex_destroy(&rt->mu);
-  free(rt);
+  tj_free(rt);
   ctx->rt = NULL;
 }
 

@@ -32,17 +32,17 @@
 #define MAX_LAUNCH_PARAMS 256
 
 tj_status rt_kernel_init(tj_ctx *ctx, tj_kernel *k, const char *src, size_t len, unsigned flags) {
-  RtKernel *kr = calloc(1, sizeof *kr);
+  RtKernel *kr = tj_calloc(1, sizeof *kr);
   if (!kr) return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   if (pthread_mutex_init(&kr->mu, NULL) != 0) {
-    free(kr);
+    tj_free(kr);
     return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   }
   int np = k->func->nparams;
-  kr->checked = calloc((size_t)(np ? np : 1), sizeof *kr->checked);
+  kr->checked = tj_calloc((size_t)(np ? np : 1), sizeof *kr->checked);
   if (!kr->checked) {
     pthread_mutex_destroy(&kr->mu);
-    free(kr);
+    tj_free(kr);
     return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   }
   for (int i = 0; i < np; i++) atomic_init(&kr->checked[i], 0);
@@ -69,9 +69,9 @@ tj_status rt_kernel_init(tj_ctx *ctx, tj_kernel *k, const char *src, size_t len,
 void rt_kernel_free(tj_kernel *k) {
   RtKernel *kr = k->rt;
   if (!kr) return;
-  free((void *)kr->checked);
+  tj_free((void *)kr->checked);
   pthread_mutex_destroy(&kr->mu);
-  free(kr);
+  tj_free(kr);
   k->rt = NULL;
 }
 
@@ -107,7 +107,8 @@ tj_status rt_compile_variant(tj_ctx *ctx, tj_kernel *k, uint64_t spec, const cha
   if (st != TJ_OK || !r.ptx) {
     if (st == TJ_OK) st = TJ_ERR_INTERNAL;
     const char *text = d.text.data && *d.text.data ? d.text.data : "LLVM backend failed";
-    api_error(ctx, st, "%s", text);
+    if (st == TJ_ERR_NO_MEMORY) api_error(ctx, st, "out of memory in the LLVM backend");
+    else api_error(ctx, st, "%s", text);
     cg_result_free(&r);
     diag_free(&d);
     return st;
@@ -119,8 +120,8 @@ tj_status rt_compile_variant(tj_ctx *ctx, tj_kernel *k, uint64_t spec, const cha
   RtEntry *e = cache_entry_new();
   if (!e) { cg_result_free(&r); return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory"); }
   memcpy(e->key, key, 32);
-  e->name = strdup(r.entry ? r.entry : k->name);
-  e->arch = strdup(arch);
+  e->name = tj_strdup(r.entry ? r.entry : k->name);
+  e->arch = tj_strdup(arch);
   e->ptx = r.ptx;
   e->ptx_len = strlen(r.ptx);
   r.ptx = NULL;
@@ -133,7 +134,7 @@ tj_status rt_compile_variant(tj_ctx *ctx, tj_kernel *k, uint64_t spec, const cha
   cg_result_free(&r);
   if (!e->name || !e->arch) {
     cache_entry_free(e);
-    if (llvm) { free(*llvm); *llvm = NULL; }
+    if (llvm) { tj_free(*llvm); *llvm = NULL; }
     return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   }
   *out = cache_insert(ctx, e, use_cache);
@@ -155,10 +156,10 @@ static int parse_before(const char *log, const char *what) {
 tj_status rt_link(tj_ctx *ctx, RtEntry *e) {
   const RtDriver *d = rt_driver();
   enum { LOG = 1 << 15 };
-  char *info = calloc(1, LOG), *err = calloc(1, LOG);
+  char *info = tj_calloc(1, LOG), *err = tj_calloc(1, LOG);
   if (!info || !err) {
-    free(info);
-    free(err);
+    tj_free(info);
+    tj_free(err);
     return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   }
   int opts[] = { CU_JIT_INFO_LOG_BUFFER, CU_JIT_INFO_LOG_BUFFER_SIZE_BYTES, CU_JIT_ERROR_LOG_BUFFER,
@@ -179,13 +180,13 @@ tj_status rt_link(tj_ctx *ctx, RtEntry *e) {
     size_t n = 0;
     r = d->cuLinkComplete(ls, &cubin, &n);
     if (r == CUDA_SUCCESS) {
-      void *copy = malloc(n ? n : 1);
+      void *copy = tj_malloc(n ? n : 1);
       if (!copy) {
         st = api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
         goto out;
       }
       memcpy(copy, cubin, n);
-      free(e->cubin);
+      tj_free(e->cubin);
       e->cubin = copy;
       e->cubin_len = n;
       e->spill_stores = parse_before(info, "bytes spill stores");
@@ -197,8 +198,8 @@ tj_status rt_link(tj_ctx *ctx, RtEntry *e) {
                  rt_cu_error(d, r, ebuf, sizeof ebuf), err[0] ? "\n" : "", err);
 out:
   if (ls) d->cuLinkDestroy(ls);
-  free(info);
-  free(err);
+  tj_free(info);
+  tj_free(err);
   return st;
 }
 

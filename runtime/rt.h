@@ -156,6 +156,9 @@ void cache_entry_free(RtEntry *e);  // does not unload e->mod
 tj_status cache_encode(const RtEntry *e, uint8_t **out, size_t *len);
 tj_status cache_decode(const uint8_t *buf, size_t len, const uint8_t key[32], RtEntry **out,
                        StrBuf *why);
+// The listing's view of an entry from its first n bytes (name, arch,
+// has_cubin; name "(damaged)" without a header); no checksum.
+void cache_peek(const uint8_t *buf, size_t n, tj_cache_entry *ce);
 
 // Disk layer. read: TJ_OK, TJ_ERR_NOT_FOUND, TJ_ERR_CORRUPT (the file was
 // removed; *why says what was wrong) or TJ_ERR_IO.

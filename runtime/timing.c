@@ -41,8 +41,8 @@ static void destroy_locked(RtTimer *t) {
   for (int i = 0; t->ev && i < 2 * t->n; i++)
     if (t->ev[i]) d->cuEventDestroy_v2(t->ev[i]);
   if (t->flush) d->cuMemFree_v2(t->flush);
-  free(t->ev);
-  free(t);
+  tj_free(t->ev);
+  tj_free(t);
 }
 
 tj_status rt_timer_create(tj_ctx *ctx, int n, RtTimer **out) {
@@ -52,17 +52,17 @@ tj_status rt_timer_create(tj_ctx *ctx, int n, RtTimer **out) {
   if (st != TJ_OK) return st;
   if ((st = rt_device_ready(ctx)) != TJ_OK) return st;
   const RtDriver *d = rt_driver();
-  RtTimer *t = calloc(1, sizeof *t);
-  if (!t || !(t->ev = calloc((size_t)(2 * n), sizeof *t->ev))) {
-    free(t);
+  RtTimer *t = tj_calloc(1, sizeof *t);
+  if (!t || !(t->ev = tj_calloc((size_t)(2 * n), sizeof *t->ev))) {
+    tj_free(t);
     return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   }
   t->n = n;
   CUcontext saved;
   bool pushed;
   if ((st = rt_ctx_enter(ctx, &saved, &pushed)) != TJ_OK) {
-    free(t->ev);
-    free(t);
+    tj_free(t->ev);
+    tj_free(t);
     return st;
   }
   int l2 = 0;
@@ -98,8 +98,8 @@ void rt_timer_free(tj_ctx *ctx, RtTimer *t) {
   if (rt_ctx_enter(ctx, &saved, &pushed) != TJ_OK) {
     // Without our context the handles cannot be released; leaking them is
     // safer than destroying them in whatever context is current.
-    free(t->ev);
-    free(t);
+    tj_free(t->ev);
+    tj_free(t);
     return;
   }
   destroy_locked(t);

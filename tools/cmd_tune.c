@@ -362,7 +362,7 @@ static int tune_list(tj_ctx *ctx) {
   char *dir = NULL;
   tj_tune_dir(ctx, &dir);
   printf("tuning results: %s (%d)\n", dir ? dir : "?", n);
-  free(dir);
+  tj_free(dir);
   if (n) printf("  %-20s %-24s %-28s %10s %6s  %-24s %s\n", "kernel", "sizes", "best", "time (us)", "tried", "device", "key");
   for (int i = 0; i < n; i++) {
     if (e[i].corrupt) {

@@ -212,7 +212,7 @@ int cmd_compile(int argc, char **argv) {
     } else {
       rc = write_output(outpath, text);
     }
-    free(text);
+    tj_free(text);
     break;
   }
   }

@@ -192,7 +192,7 @@ TJ_API tj_status tj_tune_list(tj_ctx *ctx, tj_tune_entry **out, int *count);
 TJ_API void tj_tune_list_free(tj_tune_entry *entries);
 // Removes every stored result (and stray temp files); *removed may be NULL.
 TJ_API tj_status tj_tune_clear(tj_ctx *ctx, int *removed);
-// The directory holding them (<cache dir>/tune), malloc'd: free() it.
+// The directory holding them (<cache dir>/tune); free it with tj_free.
 TJ_API tj_status tj_tune_dir(tj_ctx *ctx, char **out);
 
 #ifdef __cplusplus

@@ -57,6 +57,30 @@ TJ_API const char *tj_version(void);            // "0.1.0"
 TJ_API const char *tj_status_str(tj_status s);  // "TJ_ERR_COMPILE"
 TJ_API const char *tj_dtype_name(tj_dtype d);   // "f16"; "?" when out of range
 
+// ---------------------------------------------------------------- memory
+//
+// Every heap allocation tilejit makes itself goes through one allocator, the
+// C library's unless replaced. The hook is process-global: set it once,
+// before creating any context (or tuner, block handle...), and do not change
+// it while memory obtained under the previous one is still alive. LLVM's own
+// allocations (during PTX generation) and the CUDA driver's are not covered.
+// Blocks must be aligned for any type, as malloc's are. alloc is never
+// called with size 0 and realloc never with p NULL or size 0;
+// a NULL return means out of memory, which calls report as TJ_ERR_NO_MEMORY
+// (message "out of memory") and recover from: no leak, no crash.
+typedef struct tj_allocator {
+  void *(*alloc)(void *user, size_t size);
+  void *(*realloc)(void *user, void *p, size_t size);
+  void (*free)(void *user, void *p);   // p is never NULL
+  void *user;
+} tj_allocator;
+// Installs a (copied; every function must be set, else TJ_ERR_INVALID_ARG);
+// NULL restores malloc/realloc/free.
+TJ_API tj_status tj_set_allocator(const tj_allocator *a);
+// Frees memory the API returns for the caller to free (tj_kernel_info_text,
+// tj_tune_dir) through the current allocator. NULL: no-op.
+TJ_API void tj_free(void *p);
+
 // Creates a context. It does not touch the GPU: the driver is loaded on the
 // first call that needs it, so contexts work on machines without CUDA.
 TJ_API tj_status tj_ctx_create(tj_ctx **out);
@@ -220,7 +244,7 @@ typedef struct tj_kernel_resources {
 // Resources of k's most recently launched variant on ctx, or of the
 // unspecialised variant (loading it) when k was not launched yet. Needs a GPU.
 TJ_API tj_status tj_kernel_info(tj_ctx *ctx, tj_kernel *k, tj_kernel_resources *out);
-// The same as readable text ("registers: 32\n..."), malloc'd: free() it.
+// The same as readable text ("registers: 32\n..."); free it with tj_free.
 TJ_API tj_status tj_kernel_info_text(tj_ctx *ctx, tj_kernel *k, char **out);
 
 // ---------------------------------------------------------------- compile cache

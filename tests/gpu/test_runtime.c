@@ -321,7 +321,7 @@ START_TEST(kernel_info_and_devices) {
   char *text = NULL;
   CK(ctx, tj_kernel_info_text(ctx, k, &text));
   ck_assert_ptr_nonnull(strstr(text, "registers:"));
-  free(text);
+  tj_free(text);
   tj_kernel_free(k);
 
   // A second compile of the same kernel is a cache hit whose entry now
