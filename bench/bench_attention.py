@@ -39,48 +39,12 @@ ANCHORS_MS = {  # shared/ANCHORS.md, H200, B4 H16 D64 S16384 fp16
 }
 
 
-class DLDevice(C.Structure):
-    _fields_ = [("device_type", C.c_int), ("device_id", C.c_int)]
-
-
-class DLDataType(C.Structure):
-    _fields_ = [("code", C.c_uint8), ("bits", C.c_uint8), ("lanes", C.c_uint16)]
-
-
-class DLTensor(C.Structure):
-    _fields_ = [("data", C.c_void_p), ("device", DLDevice), ("ndim", C.c_int), ("dtype", DLDataType),
-                ("shape", C.POINTER(C.c_int64)), ("strides", C.POINTER(C.c_int64)),
-                ("byte_offset", C.c_uint64)]
-
-
-_DT = {torch.float16: (2, 16), torch.bfloat16: (4, 16), torch.float32: (2, 32)}
-
-
-def dl(t):
-    code, bits = _DT[t.dtype]
-    shape = (C.c_int64 * t.dim())(*t.shape)
-    strides = (C.c_int64 * t.dim())(*t.stride())
-    d = DLTensor(data=t.data_ptr(), device=DLDevice(2 if t.is_cuda else 1, t.device.index or 0),
-                 ndim=t.dim(), dtype=DLDataType(code, bits, 1), shape=shape, strides=strides, byte_offset=0)
-    d._keep = (shape, strides, t)
-    return d
+from bench_blocks import dl  # noqa: E402,F401  (DLTensor views of torch tensors, from the tilejit package)
 
 
 class Attn:
     def __init__(self, path):
-        lib = tj.load(path)
-        P, V = C.POINTER, C.c_void_p
-        lib.tj_blocks_create.argtypes = [V, P(V)]
-        lib.tj_blocks_last_error.restype = C.c_char_p
-        lib.tj_blocks_last_error.argtypes = [V]
-        lib.tj_attn_layout_create.argtypes = [V, C.c_char_p, C.c_int, C.c_int, C.c_int, P(V)]
-        lib.tj_attn_layout_free.argtypes = [V]
-        lib.tj_attn_layout_nnz.restype = C.c_int64
-        lib.tj_attn_layout_nnz.argtypes = [V]
-        lib.tj_attention_fwd.argtypes = [V, P(DLTensor), P(DLTensor), P(DLTensor), V, C.c_double, C.c_int,
-                                         P(DLTensor), P(DLTensor), V]
-        lib.tj_attention_bwd.argtypes = [V] + [P(DLTensor)] * 6 + [V, C.c_double, C.c_int] + [P(DLTensor)] * 3 + [V]
-        lib.tj_pattern_local_1d.argtypes = [V, C.c_int64, C.c_int64, C.c_int64, C.c_char_p, C.c_char_p]
+        lib = tj.load(path)   # prototypes come from the tilejit package
         self.lib = lib
         self.ctx = tj.context(lib)
         self.b = V()

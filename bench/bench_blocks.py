@@ -47,52 +47,19 @@ ANCHORS = {
 
 # ---------------------------------------------------------------- ctypes: DLPack and blocks
 
-class DLDevice(C.Structure):
-    _fields_ = [("device_type", C.c_int), ("device_id", C.c_int)]
-
-
-class DLDataType(C.Structure):
-    _fields_ = [("code", C.c_uint8), ("bits", C.c_uint8), ("lanes", C.c_uint16)]
-
-
-class DLTensor(C.Structure):
-    _fields_ = [("data", C.c_void_p), ("device", DLDevice), ("ndim", C.c_int), ("dtype", DLDataType),
-                ("shape", C.POINTER(C.c_int64)), ("strides", C.POINTER(C.c_int64)),
-                ("byte_offset", C.c_uint64)]
-
-
-class SoftmaxOpts(C.Structure):
-    _fields_ = [("log", C.c_int), ("causal", C.c_int), ("mask", C.POINTER(DLTensor))]
-
-
-_DT = {torch.float16: (2, 16), torch.bfloat16: (4, 16), torch.float32: (2, 32)}
+from tilejit._lib import DLTensor, SoftmaxOpts  # noqa: E402,F401  (the structs, defined once)
+from tilejit.dlpack import to_dltensor  # noqa: E402
 
 
 def dl(t):
     """A DLTensor viewing torch tensor t (kept alive with its shape/stride arrays)."""
-    code, bits = _DT[t.dtype]
-    shape = (C.c_int64 * t.dim())(*t.shape)
-    strides = (C.c_int64 * t.dim())(*t.stride())
-    d = DLTensor(data=t.data_ptr(), device=DLDevice(2 if t.is_cuda else 1, t.device.index or 0),
-                 ndim=t.dim(), dtype=DLDataType(code, bits, 1), shape=shape, strides=strides, byte_offset=0)
-    d._keep = (shape, strides, t)
+    d, keep = to_dltensor(t)
+    d._keep = keep
     return d
 
 
 def load_blocks(path):
-    lib = tj.load(path)
-    P = C.POINTER
-    lib.tj_blocks_create.argtypes = [C.c_void_p, P(C.c_void_p)]
-    lib.tj_blocks_free.argtypes = [C.c_void_p]
-    lib.tj_blocks_last_error.restype = C.c_char_p
-    lib.tj_blocks_last_error.argtypes = [C.c_void_p]
-    lib.tj_softmax_fwd.argtypes = [C.c_void_p, P(DLTensor), P(DLTensor), P(SoftmaxOpts), C.c_void_p]
-    lib.tj_softmax_bwd.argtypes = [C.c_void_p, P(DLTensor), P(DLTensor), P(DLTensor), P(SoftmaxOpts),
-                                   C.c_void_p]
-    lib.tj_layernorm_fwd.argtypes = [C.c_void_p, P(DLTensor), P(DLTensor), P(DLTensor), C.c_double,
-                                     P(DLTensor), P(DLTensor), P(DLTensor), C.c_void_p]
-    lib.tj_layernorm_bwd.argtypes = [C.c_void_p] + [P(DLTensor)] * 8 + [C.c_void_p]
-    return lib
+    return tj.load(path)   # prototypes come from the tilejit package
 
 
 class Blocks:

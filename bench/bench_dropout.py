@@ -40,23 +40,11 @@ ANCHORS = {"torch": 762, "triton": 909, "compile": 968}
 GOAL_GBPS, GOAL_OF_COPY = 2900.0, 0.68
 
 
-class DropoutOpts(C.Structure):
-    _fields_ = [("p", C.c_double), ("training", C.c_int), ("seed", C.c_uint64), ("offset", C.c_uint64),
-                ("act", C.c_int), ("act_a", C.c_double), ("act_b", C.c_double)]
+from tilejit._lib import DropoutOpts  # noqa: E402
 
 
 def load(path):
-    lib = tj.load(path)
-    Pt = C.POINTER
-    lib.tj_blocks_create.argtypes = [C.c_void_p, Pt(C.c_void_p)]
-    lib.tj_blocks_last_error.restype = C.c_char_p
-    lib.tj_blocks_last_error.argtypes = [C.c_void_p]
-    lib.tj_dropout_fwd.argtypes = [C.c_void_p, Pt(DLTensor), Pt(DLTensor), Pt(DLTensor), Pt(DropoutOpts),
-                                   C.c_void_p]
-    lib.tj_dropout_bwd.argtypes = [C.c_void_p] + [Pt(DLTensor)] * 5 + [Pt(DropoutOpts), C.c_void_p]
-    lib.tj_dropout_counters.restype = C.c_uint64
-    lib.tj_dropout_counters.argtypes = [C.c_int64]
-    return lib
+    return tj.load(path)   # prototypes come from the tilejit package
 
 
 class Dropout:

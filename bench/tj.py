@@ -1,41 +1,26 @@
-"""Minimal ctypes binding of libtilejit for the benchmarks (and a sketch of
-what a PyTorch user does): compile a .tj kernel, launch it on torch tensors
-on torch's current stream."""
+"""Minimal ctypes binding of libtilejit for the benchmarks: compile a .tj
+kernel, launch it on torch tensors on torch's current stream.
+
+The structs and prototypes live once in the Python package (python/tilejit,
+see docs/python.md); this module keeps the small interface the benchmark
+scripts were written against: load(), context(), Kernel.
+"""
 import ctypes as C
 import os
+import sys
 
 _here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(_here, "..", "python"))
 
-
-class TjArg(C.Structure):
-    class _U(C.Union):
-        class _Buf(C.Structure):
-            _fields_ = [("ptr", C.c_void_p), ("nbytes", C.c_size_t)]
-        _fields_ = [("buf", _Buf), ("i", C.c_int64), ("f", C.c_double)]
-    _fields_ = [("kind", C.c_int), ("u", _U)]
-
-
-class TjCompileOpts(C.Structure):
-    _fields_ = [("source", C.c_char_p), ("source_len", C.c_size_t), ("path", C.c_char_p),
-                ("kernel", C.c_char_p), ("defines", C.POINTER(C.c_char_p)), ("ndefines", C.c_int),
-                ("num_warps", C.c_int), ("arch", C.c_char_p), ("flags", C.c_uint),
-                ("assume", C.c_char_p)]
-
-
-ARG_PTR, ARG_INT, ARG_FLOAT = 1, 2, 3
+from tilejit import _lib  # noqa: E402
+from tilejit._lib import ARG_FLOAT, ARG_INT, ARG_PTR, TjArg, TjCompileOpts  # noqa: E402,F401
 
 
 def load(path=None):
-    path = path or os.environ.get("TILEJIT_LIB") or os.path.join(_here, "..", "build-gpu", "libtilejit.so")
-    lib = C.CDLL(path)
-    lib.tj_ctx_create.argtypes = [C.POINTER(C.c_void_p)]
-    lib.tj_ctx_last_error.restype = C.c_char_p
-    lib.tj_ctx_last_error.argtypes = [C.c_void_p]
-    lib.tj_kernel_compile.argtypes = [C.c_void_p, C.POINTER(TjCompileOpts), C.POINTER(C.c_void_p)]
-    lib.tj_kernel_launch.argtypes = [C.c_void_p, C.c_void_p, C.POINTER(C.c_uint), C.POINTER(TjArg),
-                                     C.c_int, C.c_void_p]
-    lib.tj_kernel_free.argtypes = [C.c_void_p]
-    return lib
+    """The library (prototypes set): `path`, else $TILEJIT_LIBRARY / $TILEJIT_LIB, else build-gpu/."""
+    path = (path or os.environ.get("TILEJIT_LIBRARY") or os.environ.get("TILEJIT_LIB")
+            or os.path.join(_here, "..", "build-gpu", "libtilejit.so"))
+    return _lib.load_library(path)
 
 
 class Kernel:
@@ -47,7 +32,7 @@ class Kernel:
         k = C.c_void_p()
         st = lib.tj_kernel_compile(ctx, C.byref(o), C.byref(k))
         if st != 0:
-            raise RuntimeError(lib.tj_ctx_last_error(ctx).decode())
+            raise _lib.TilejitError(st, _lib.cstr(lib.tj_ctx_last_error(ctx)), "tj_kernel_compile")
         self.k = k
 
     def __call__(self, grid, *args, stream=None):
@@ -65,7 +50,7 @@ class Kernel:
         g = (C.c_uint * 3)(*(list(grid) + [1, 1, 1])[:3])
         st = self.lib.tj_kernel_launch(self.ctx, self.k, g, a, n, C.c_void_p(stream))
         if st != 0:
-            raise RuntimeError(self.lib.tj_ctx_last_error(self.ctx).decode())
+            raise _lib.TilejitError(st, _lib.cstr(self.lib.tj_ctx_last_error(self.ctx)), "tj_kernel_launch")
 
 
 def context(lib):

@@ -1,0 +1,507 @@
+#!/usr/bin/env python3
+"""test_binding_cpu.py: the Python binding (python/tilejit) on host tensors.
+
+No torch, no numpy, no GPU: kDLCPU tensors run through the tilejit
+interpreter, so this runs in CI. Tensors are tilejit.HostTensor (ctypes
+memory) and, for the DLPack path, objects that expose only
+__dlpack__/__dlpack_device__. Every block is compared with a plain-Python
+double-precision reference; tolerances: f32 2e-5 (relative to max(1, |ref|)),
+f16 and bf16 results are compared after rounding, 2e-3 / 1.6e-2.
+
+    TILEJIT_LIBRARY=build/libtilejit.so python3 tests/python/test_binding_cpu.py
+"""
+import math
+import os
+import random
+import sys
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "python"))
+
+import tilejit as tj  # noqa: E402
+from tilejit import HostTensor, TilejitError  # noqa: E402
+
+TOL = {"f32": 2e-5, "f16": 2e-3, "bf16": 1.6e-2}
+
+
+def rnd(n, seed, lo=-2.0, hi=2.0):
+    r = random.Random(seed)
+    return [r.uniform(lo, hi) for _ in range(n)]
+
+
+def host(vals, shape, dtype="f32"):
+    return HostTensor.from_list(vals, shape, dtype)
+
+
+def rounded(vals, dtype):
+    """vals as they are after a round trip through dtype."""
+    return HostTensor.from_list(vals, (len(vals),), dtype).tolist()
+
+
+def rows(vals, K):
+    return [vals[i:i + K] for i in range(0, len(vals), K)]
+
+
+class DLPackOnly:
+    """Exposes a tensor through the DLPack protocol only."""
+
+    def __init__(self, t):
+        self.t = t
+        self.shape = t.shape
+        self.calls = 0
+
+    def __dlpack__(self, stream=None):
+        self.calls += 1
+        return self.t.__dlpack__(stream=stream)
+
+    def __dlpack_device__(self):
+        return self.t.__dlpack_device__()
+
+
+class Case(unittest.TestCase):
+    def close(self, got, want, dtype="f32", what=""):
+        self.assertEqual(len(got), len(want), what)
+        tol = TOL[dtype]
+        for i, (g, w) in enumerate(zip(got, want)):
+            if math.isinf(w) and g == w:
+                continue
+            self.assertLessEqual(abs(g - w), tol * max(1.0, abs(w)), f"{what} element {i}: {g} vs {w}")
+
+
+# ---------------------------------------------------------------- references
+
+def ref_softmax(x, K, log=False, causal=False, seq=None, mask=None):
+    out = []
+    for r, row in enumerate(rows(x, K)):
+        i = r % seq if seq else r
+        v = list(row)
+        if mask is not None:
+            m = mask[(i % (len(mask) // K)) * K:(i % (len(mask) // K)) * K + K]
+            v = [a + b for a, b in zip(v, m)]
+        if causal:
+            v = [a if j <= i else -math.inf for j, a in enumerate(v)]
+        mx = max(v)
+        e = [math.exp(a - mx) for a in v]
+        s = sum(e)
+        out += [a - mx - math.log(s) for a in v] if log else [a / s for a in e]
+    return out
+
+
+def ref_softmax_bwd(y, dy, K, log=False):
+    out = []
+    for yr, gr in zip(rows(y, K), rows(dy, K)):
+        if log:
+            s = sum(gr)
+            out += [g - math.exp(a) * s for a, g in zip(yr, gr)]
+        else:
+            s = sum(a * g for a, g in zip(yr, gr))
+            out += [a * (g - s) for a, g in zip(yr, gr)]
+    return out
+
+
+def ref_layernorm(x, K, w, b, eps, rms=False):
+    y, means, rstds = [], [], []
+    for row in rows(x, K):
+        mean = 0.0 if rms else sum(row) / K
+        var = sum((a - mean) ** 2 for a in row) / K
+        rstd = 1.0 / math.sqrt(var + eps)
+        y += [(a - mean) * rstd * (w[j] if w else 1.0) + (b[j] if b else 0.0) for j, a in enumerate(row)]
+        means.append(mean)
+        rstds.append(rstd)
+    return y, means, rstds
+
+
+def ref_layernorm_bwd(dy, x, K, w, eps, rms=False):
+    _, means, rstds = ref_layernorm(x, K, w, None, eps, rms)
+    dx, dw, db = [], [0.0] * K, [0.0] * K
+    for r, (xr, gr) in enumerate(zip(rows(x, K), rows(dy, K))):
+        xh = [(a - means[r]) * rstds[r] for a in xr]
+        dxh = [g * (w[j] if w else 1.0) for j, g in enumerate(gr)]
+        c1 = sum(a * b for a, b in zip(dxh, xh)) / K
+        c2 = 0.0 if rms else sum(dxh) / K
+        dx += [rstds[r] * (d - c2 - h * c1) for d, h in zip(dxh, xh)]
+        for j in range(K):
+            dw[j] += gr[j] * xh[j]
+            db[j] += gr[j]
+    return dx, dw, db
+
+
+def philox(ctr, key):
+    x = list(ctr)
+    k0, k1 = key
+    M = 0xFFFFFFFF
+    for _ in range(10):
+        a, b = x[0] * 0xD2511F53, x[2] * 0xCD9E8D57
+        x = [((b >> 32) ^ x[1] ^ k0) & M, b & M, ((a >> 32) ^ x[3] ^ k1) & M, a & M]
+        k0, k1 = (k0 + 0x9E3779B9) & M, (k1 + 0xBB67AE85) & M
+    return x
+
+
+def ref_keep(seed, offset, i, p):
+    c = (offset + i // 4) % (1 << 64)
+    w = philox([c & 0xFFFFFFFF, c >> 32, 0, 0], [seed & 0xFFFFFFFF, seed >> 32])
+    return (w[i % 4] >> 8) * (1.0 / 16777216.0) >= p
+
+
+def ref_act(name, v, a, b):
+    relu = max(v, 0.0)
+    k = math.sqrt(2.0 / math.pi)
+    return {"none": v, "relu": relu, "leaky_relu": v if v > 0 else a * v,
+            "gelu": 0.5 * v * (1.0 + math.erf(v / math.sqrt(2.0))),
+            "gelu_tanh": 0.5 * v * (1.0 + math.tanh(k * (v + 0.044715 * v ** 3))),
+            "squared_relu": relu * relu,
+            "smelu": 0.0 if v <= -a else v if v >= a else (v + a) ** 2 / (4 * a),
+            "star_relu": a * relu * relu + b}[name]
+
+
+def ref_act_grad(name, v, a, b):
+    k = math.sqrt(2.0 / math.pi)
+    t = math.tanh(k * (v + 0.044715 * v ** 3))
+    return {"none": 1.0, "relu": 1.0 if v > 0 else 0.0, "leaky_relu": 1.0 if v > 0 else a,
+            "gelu": 0.5 * (1.0 + math.erf(v / math.sqrt(2.0))) + v * math.exp(-0.5 * v * v) / math.sqrt(2 * math.pi),
+            "gelu_tanh": 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * k * (1 + 3 * 0.044715 * v * v),
+            "squared_relu": 2.0 * max(v, 0.0),
+            "smelu": 0.0 if v <= -a else 1.0 if v >= a else (v + a) / (2 * a),
+            "star_relu": 2.0 * a * max(v, 0.0)}[name]
+
+
+def ref_attention(q, k, v, B, H, S, D, live, scale):
+    """o, lse, and the probabilities P per (b, h), in double."""
+    o, lse, probs = [], [], []
+    for bh in range(B * H):
+        base = bh * S * D
+        P = []
+        for i in range(S):
+            s = [sum(q[base + i * D + d] * k[base + j * D + d] for d in range(D)) * scale if live(bh % H, i, j)
+                 else -math.inf for j in range(S)]
+            mx = max(s)
+            if mx == -math.inf:
+                P.append([0.0] * S)
+                lse.append(-math.inf)
+                o += [0.0] * D
+                continue
+            e = [math.exp(a - mx) for a in s]
+            z = sum(e)
+            p = [a / z for a in e]
+            P.append(p)
+            lse.append(mx + math.log(z))
+            o += [sum(p[j] * v[base + j * D + d] for j in range(S)) for d in range(D)]
+        probs.append(P)
+    return o, lse, probs
+
+
+def ref_attention_bwd(q, k, v, o, dout, probs, B, H, S, D, scale):
+    dq, dk, dv = [0.0] * len(q), [0.0] * len(k), [0.0] * len(v)
+    for bh in range(B * H):
+        base, P = bh * S * D, probs[bh]
+        for i in range(S):
+            delta = sum(o[base + i * D + d] * dout[base + i * D + d] for d in range(D))
+            for j in range(S):
+                if P[i][j] == 0.0:
+                    continue
+                dp = sum(dout[base + i * D + d] * v[base + j * D + d] for d in range(D))
+                ds = P[i][j] * (dp - delta)
+                for d in range(D):
+                    dq[base + i * D + d] += scale * ds * k[base + j * D + d]
+                    dk[base + j * D + d] += scale * ds * q[base + i * D + d]
+                    dv[base + j * D + d] += P[i][j] * dout[base + i * D + d]
+    return dq, dk, dv
+
+
+# ---------------------------------------------------------------- tests
+
+class TestLoading(Case):
+    def test_version_and_registry(self):
+        self.assertRegex(tj.version(), r"^\d+\.\d+\.\d+")
+        self.assertTrue(os.path.exists(tj.library_path()))
+        names = tj.block_names()
+        for n in ("softmax", "softmax_bwd", "layernorm", "layernorm_bwd", "dropout", "attention"):
+            self.assertIn(n, names)
+        info = tj.block_info("softmax")
+        self.assertEqual([t["name"] for t in info["tensors"]][:2], ["x", "y"])
+
+    def test_one_handle_per_device(self):
+        self.assertIs(tj.get_blocks("cpu"), tj.get_blocks("cpu"))
+
+
+class TestSoftmax(Case):
+    def test_fwd_dtypes_variants(self):
+        B, M, K = 2, 5, 13
+        x = rnd(B * M * K, 1, -4, 4)
+        for dtype in ("f32", "f16", "bf16"):
+            xr = rounded(x, dtype)
+            for log in (False, True):
+                for causal in (False, True):
+                    X = host(x, (B, M, K), dtype)
+                    y = tj.softmax(X, log=log, causal=causal)
+                    self.assertIsInstance(y, HostTensor)
+                    self.assertEqual((y.shape, y.dtype), ((B, M, K), dtype))
+                    want = rounded(ref_softmax(xr, K, log, causal, seq=M), dtype)
+                    self.close(y.tolist(), want, dtype, f"softmax {dtype} log={log} causal={causal}")
+
+    def test_mask_and_inplace(self):
+        M, K = 4, 8
+        x = rnd(M * K, 2)
+        mask = [0.0 if (j % 3) else -1e4 for j in range(K)]
+        X = host(x, (M, K))
+        y = tj.softmax(X, mask=host(mask, (K,)))
+        self.close(y.tolist(), ref_softmax(x, K, mask=mask), what="masked softmax")
+        out = tj.softmax(X, out=X)
+        self.assertIs(out, X)
+        self.close(X.tolist(), ref_softmax(x, K), what="in place")
+
+    def test_bwd(self):
+        M, K = 6, 9
+        x, dy = rnd(M * K, 3), rnd(M * K, 4)
+        for log in (False, True):
+            y = tj.softmax(host(x, (M, K)), log=log)
+            dx = tj.softmax_backward(y, host(dy, (M, K)), log=log)
+            self.close(dx.tolist(), ref_softmax_bwd(y.tolist(), dy, K, log), what=f"softmax bwd log={log}")
+
+    def test_strided_rows(self):
+        # a [M, K] view of rows padded to K + 3: the blocks read it in place
+        M, K, P = 5, 7, 10
+        base = host(rnd(M * P, 5), (M, P))
+        X = base.view((M, K), (P, 1))
+        y = tj.softmax(X)
+        self.close(y.tolist(), ref_softmax(X.tolist(), K), what="strided")
+
+    def test_dlpack_protocol(self):
+        M, K = 3, 6
+        x = rnd(M * K, 6)
+        X, Y = DLPackOnly(host(x, (M, K))), DLPackOnly(HostTensor.empty((M, K)))
+        out = tj.softmax(X, out=Y)
+        self.assertIs(out, Y)
+        self.assertEqual((X.calls, Y.calls), (1, 1))
+        self.close(Y.t.tolist(), ref_softmax(x, K), what="dlpack")
+        with self.assertRaises(TypeError):   # nothing to allocate an output like
+            tj.softmax(X)
+
+
+class TestNorms(Case):
+    def test_layernorm_fwd_bwd(self):
+        B, M, K = 2, 3, 24
+        x, w, b, dy = rnd(B * M * K, 7), rnd(K, 8, 0.5, 1.5), rnd(K, 9), rnd(B * M * K, 10)
+        for dtype in ("f32", "bf16"):
+            xr, wr, br, dyr = (rounded(v, dtype) for v in (x, w, b, dy))
+            X, W, Bb = host(x, (B, M, K), dtype), host(w, (K,), dtype), host(b, (K,), dtype)
+            y, mean, rstd = tj.layer_norm(X, W, Bb, 1e-5)
+            self.assertEqual((mean.shape, mean.dtype), ((B, M), "f32"))
+            want, wm, wr_ = ref_layernorm(xr, K, wr, br, 1e-5)
+            self.close(y.tolist(), rounded(want, dtype), dtype, f"layernorm {dtype}")
+            self.close(mean.tolist(), wm, "f32", "mean")
+            self.close(rstd.tolist(), wr_, "f32" if dtype == "f32" else "f16", "rstd")
+            dx, dw, db = tj.layer_norm_backward(host(dy, (B, M, K), dtype), X, W, mean, rstd)
+            rdx, rdw, rdb = ref_layernorm_bwd(dyr, xr, K, wr, 1e-5)
+            tol = "f32" if dtype == "f32" else "bf16"
+            self.close(dx.tolist(), rdx, tol, f"layernorm dx {dtype}")
+            self.close(dw.tolist(), rdw, tol, f"layernorm dw {dtype}")
+            self.close(db.tolist(), rdb, tol, f"layernorm db {dtype}")
+
+    def test_layernorm_no_affine_and_skip_grads(self):
+        M, K = 4, 16
+        x, dy = rnd(M * K, 11), rnd(M * K, 12)
+        X = host(x, (M, K))
+        y, mean, rstd = tj.layer_norm(X)
+        self.close(y.tolist(), ref_layernorm(x, K, None, None, 1e-5)[0], what="layernorm no affine")
+        dx, dw, db = tj.layer_norm_backward(host(dy, (M, K)), X, None, mean, rstd)
+        self.assertIsNone(dw)
+        self.assertIsNone(db)
+        self.close(dx.tolist(), ref_layernorm_bwd(dy, x, K, None, 1e-5)[0], what="layernorm dx no affine")
+
+    def test_rmsnorm_fwd_bwd_workspace(self):
+        M, K = 5, 32
+        x, w, dy = rnd(M * K, 13), rnd(K, 14, 0.5, 1.5), rnd(M * K, 15)
+        X, W = host(x, (M, K)), host(w, (K,))
+        y, rstd = tj.rms_norm(X, W, 1e-6)
+        want, _, wr = ref_layernorm(x, K, w, None, 1e-6, rms=True)
+        self.close(y.tolist(), want, what="rmsnorm")
+        self.close(rstd.tolist(), wr, what="rmsnorm rstd")
+        n = tj.norm_bwd_workspace_size(X)
+        self.assertIsInstance(n, int)
+        ws = HostTensor.empty((max(n, 16),), "u8")
+        dx, dw = tj.rms_norm_backward(host(dy, (M, K)), X, W, rstd, workspace=ws)
+        rdx, rdw, _ = ref_layernorm_bwd(dy, x, K, w, 1e-6, rms=True)
+        self.close(dx.tolist(), rdx, what="rmsnorm dx")
+        self.close(dw.tolist(), rdw, what="rmsnorm dw")
+
+
+class TestDropout(Case):
+    def test_every_activation_no_dropout(self):
+        M, K = 3, 20
+        x, b, dy = rnd(M * K, 16, -3, 3), rnd(K, 17, -0.5, 0.5), rnd(M * K, 18)
+        X, Bb = host(x, (M, K)), host(b, (K,))
+        for act in tj.ACTIVATIONS:
+            a, c = {"leaky_relu": (0.01, 0.0), "smelu": (2.0, 0.0), "star_relu": (0.8944, -0.4472)}.get(act, (0, 0))
+            y = tj.dropout_act(X, Bb, p=0.0, activation=act)
+            v = [xi + b[i % K] for i, xi in enumerate(x)]
+            self.close(y.tolist(), [ref_act(act, t, a, c) for t in v], what=f"act {act}")
+            dx, db = tj.dropout_act_backward(host(dy, (M, K)), X, Bb, p=0.0, activation=act)
+            want = [g * ref_act_grad(act, t, a, c) for g, t in zip(dy, v)]
+            self.close(dx.tolist(), want, what=f"act {act} dx")
+            self.close(db.tolist(), [sum(want[r * K + j] for r in range(M)) for j in range(K)], what=f"{act} db")
+
+    def test_mask_follows_philox(self):
+        M, K, p = 4, 33, 0.3
+        x, b, dy = rnd(M * K, 19), rnd(K, 20), rnd(M * K, 21)
+        X, Bb, DY = host(x, (M, K)), host(b, (K,)), host(dy, (M, K))
+        seed, offset = 0x1234_5678_9ABC, 77
+        kw = dict(p=p, activation="leaky_relu", act_a=0.1, seed=seed, offset=offset)
+        y = tj.dropout_act(X, Bb, **kw)
+        scale = float(HostTensor.from_list([1 / (1 - p)]).tolist()[0])   # f32(1 / (1 - p))
+        keep = [ref_keep(seed, offset, i, p) for i in range(M * K)]
+        self.assertTrue(0 < sum(keep) < M * K)
+        v = [xi + b[i % K] for i, xi in enumerate(x)]
+        self.close(y.tolist(), [ref_act("leaky_relu", t, 0.1, 0) * scale if k else 0.0 for t, k in zip(v, keep)],
+                   what="dropout fwd")
+        dx, db = tj.dropout_act_backward(DY, X, Bb, **kw)
+        want = [g * scale * ref_act_grad("leaky_relu", t, 0.1, 0) if k else 0.0 for g, t, k in zip(dy, v, keep)]
+        self.close(dx.tolist(), want, what="dropout bwd")
+        self.close(db.tolist(), [sum(want[r * K + j] for r in range(M)) for j in range(K)], what="dropout dbias")
+        self.assertEqual(tj.dropout_counters(M * K), (M * K + 3) // 4)
+
+    def test_backward_needs_seed(self):
+        X = host(rnd(8, 22), (2, 4))
+        with self.assertRaises(ValueError):
+            tj.dropout_act_backward(X, X, p=0.5)
+
+
+class TestAttention(Case):
+    def test_blocksparse_causal_fwd_bwd(self):
+        B, H, S, D, bs = 1, 2, 32, 32, 16
+        n = B * H * S * D
+        q, k, v, g = (rnd(n, 30 + i, -1, 1) for i in range(4))
+        nb = S // bs
+        bits = [1, 0, 1, 1,   # head 0: block (0, 1) off
+                1, 1, 0, 1]   # head 1: block (1, 0) off
+        lay = tj.AttnLayout(bits, heads=H, nb=nb, bs=bs)
+        self.assertEqual(lay.nnz, 6)
+        scale = 1 / math.sqrt(D)
+
+        def live(h, i, j):
+            return bits[h * nb * nb + (i // bs) * nb + j // bs] and j <= i
+
+        Q, K_, V = (host(t, (B, H, S, D)) for t in (q, k, v))
+        o, lse = tj.attention(Q, K_, V, lay, causal=True)
+        self.assertEqual(lse.shape, (B, H, S))
+        ro, rlse, probs = ref_attention(q, k, v, B, H, S, D, live, scale)
+        self.close(o.tolist(), ro, what="attention o")
+        self.close(lse.tolist(), rlse, what="attention lse")
+        dq, dk, dv = tj.attention_backward(Q, K_, V, o, lse, host(g, (B, H, S, D)), lay, causal=True)
+        rdq, rdk, rdv = ref_attention_bwd(q, k, v, ro, g, probs, B, H, S, D, scale)
+        for name, got, want in (("dq", dq, rdq), ("dk", dk, rdk), ("dv", dv, rdv)):
+            self.close(got.tolist(), want, "f16", f"attention {name}")   # f32 math, summation order differs
+
+    def test_dense_default_layout_and_pattern(self):
+        B, H, S, D = 1, 1, 32, 32
+        n = B * H * S * D
+        q, k, v = (rnd(n, 40 + i, -1, 1) for i in range(3))
+        Q, K_, V = (host(t, (B, H, S, D)) for t in (q, k, v))
+        o, _ = tj.attention(Q, K_, V)
+        self.close(o.tolist(), ref_attention(q, k, v, B, H, S, D, lambda h, i, j: True, D ** -0.5)[0],
+                   what="dense")
+        pat = tj.patterns.local_1d(S, 9, 16)    # |i - j| <= 4, pooled to 16-blocks
+        self.assertEqual(pat.layout, bytes([1, 1, 1, 1]))
+        pat = tj.patterns.causal_1d(S, 16, mask=True)
+        self.assertEqual(pat.layout, bytes([1, 0, 1, 1]))
+        self.assertEqual(pat.mask[:3], bytes([1, 0, 0]))
+        o2, _ = tj.attention(Q, K_, V, pat, scale=0.5, causal=True)   # the layout is block-level
+        self.close(o2.tolist(), ref_attention(q, k, v, B, H, S, D, lambda h, i, j: j <= i, 0.5)[0],
+                   what="causal pattern")
+
+    def test_patterns(self):
+        S, bs = 64, 16
+        for name, pat in (("local", tj.patterns.local_1d(S, 17, bs, mask=True)),
+                          ("global", tj.patterns.global_tokens(S, [0, 40], bs, mask=True)),
+                          ("longformer", tj.patterns.longformer(S, 17, [0], bs, mask=True)),
+                          ("random", tj.patterns.random(S, 0.1, seed=3, heads=2, bs=bs, mask=True)),
+                          ("bigbird", tj.patterns.bigbird(S, 9, [0], 0.05, heads=2, bs=bs, mask=True)),
+                          ("axial", tj.patterns.axial_2d(8, 8, -1, bs, mask=True)),
+                          ("local2d", tj.patterns.local_2d(8, 8, 2.0, 2.0, bs, mask=True)),
+                          ("swin", tj.patterns.swin(8, 8, 4, 2, bs, mask=True)),
+                          ("dilated", tj.patterns.dilated_2d(8, 8, 2, bs, mask=True))):
+            self.assertEqual(len(pat.mask), pat.heads * S * S, name)
+            self.assertEqual(pat.layout, tj.patterns.to_layout(pat.mask, S, bs, pat.heads), name)
+        m = tj.patterns.local_1d(S, 17, bs, mask=True).mask
+        self.assertEqual(list(m), [1 if abs(i - j) <= 8 else 0 for i in range(S) for j in range(S)])
+
+
+class TestErrors(Case):
+    def assert_error(self, fn, status, *fragments):
+        with self.assertRaises(TilejitError) as cm:
+            fn()
+        e = cm.exception
+        self.assertEqual(e.status_name, status, str(e))
+        for f in fragments:
+            self.assertIn(f, e.message)
+        self.assertIn(e.message, str(e))
+        return e
+
+    def test_wrong_dtype(self):
+        X = host([1, 2, 3, 4], (2, 2), "i32")
+        e = self.assert_error(lambda: tj.softmax(X, out=HostTensor.empty((2, 2))), "TJ_ERR_INVALID_ARG",
+                              "dtype i32", "softmax supports")
+        self.assertEqual(e.status, 1)
+        self.assertEqual(e.function, "tj_softmax_fwd")
+
+    def test_mismatched_shapes(self):
+        self.assert_error(lambda: tj.softmax(host(rnd(6, 1), (2, 3)), out=HostTensor.empty((3, 2))),
+                          "TJ_ERR_INVALID_ARG", "shape")
+        X = host(rnd(12, 2), (3, 4))
+        self.assert_error(lambda: tj.layer_norm(X, host([1.0] * 5, (5,))), "TJ_ERR_INVALID_ARG", "[K] = [4]")
+        q = host(rnd(2 * 32 * 32, 3), (1, 2, 32, 32))
+        self.assert_error(lambda: tj.attention(q, q, q, tj.AttnLayout(None, 1, 3, 16)), "TJ_ERR_INVALID_ARG")
+
+    def test_null(self):
+        self.assert_error(lambda: tj.softmax(None, out=HostTensor.empty((2, 2))), "TJ_ERR_INVALID_ARG",
+                          "x is NULL")
+        d, keep = tj.dlpack.make_dltensor(None, (2, 2), None, 2, 32)
+        self.assert_error(lambda: tj.softmax(d, out=HostTensor.empty((2, 2))), "TJ_ERR_INVALID_ARG", "NULL data")
+
+    def test_bad_pattern_and_activation(self):
+        self.assert_error(lambda: tj.patterns.local_1d(100, 5, 64), "TJ_ERR_INVALID_ARG")
+        with self.assertRaises(ValueError):
+            tj.dropout_act(host([1.0], (1,)), activation="swish")
+
+    def test_message_does_not_leak_between_calls(self):
+        X = host(rnd(4, 1), (2, 2))
+        try:
+            tj.softmax(host([1, 2, 3, 4], (2, 2), "i32"), out=X)
+        except TilejitError:
+            pass
+        tj.softmax(X)   # succeeds: no exception from a stale message
+
+
+class TestKernelAPI(Case):
+    SRC = """kernel axpy(y: *f32, x: *f32, a: f32, n: i32, const BLOCK: i32 = 16) {
+    let i = program_id(0) * BLOCK + arange(0, BLOCK);
+    let m = i < n;
+    store(y + i, a * load(x + i, m, 0.0) + load(y + i, m, 0.0), m);
+}
+"""
+
+    def test_compile_and_interpret(self):
+        ctx = tj.Context()
+        k = ctx.compile(source=self.SRC, flags=2)   # TJ_COMPILE_FRONTEND: no LLVM needed to interpret
+        self.assertEqual(k.name, "axpy")
+        x, y = host(rnd(20, 50), (20,)), host(rnd(20, 51), (20,))
+        want = [2.5 * a + b for a, b in zip(x.tolist(), y.tolist())]
+        k.interpret((2,), y, x, 2.5, 20)
+        self.close(y.tolist(), want, what="axpy")
+
+    def test_compile_error_and_bounds(self):
+        ctx = tj.Context()
+        with self.assertRaises(TilejitError) as cm:
+            ctx.compile(source="kernel k(x: *f32) { let a = nope; }", path="bad.tj")
+        self.assertEqual(cm.exception.status_name, "TJ_ERR_COMPILE")
+        self.assertIn("bad.tj:1:", cm.exception.message)
+        k = ctx.compile(source=self.SRC, flags=2)
+        x, y = host(rnd(20, 50), (20,)), host(rnd(20, 51), (20,))
+        with self.assertRaises(TilejitError) as cm:
+            k.interpret((2,), y, x, 1.0, 32)   # n past the buffers
+        self.assertEqual(cm.exception.status_name, "TJ_ERR_BOUNDS")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
