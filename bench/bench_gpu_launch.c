@@ -11,7 +11,7 @@
  *            launch (bounded by whichever of host or GPU is slower).
  * Modes: raw; tilejit with pointer validation (same pointers each launch:
  * the remembered-address path); tilejit validating a new address on every
- * launch (two buffers alternating: a cuPointerGetAttribute per launch);
+ * launch (two buffers alternating: a cuPointerGetAttributes per launch);
  * tilejit without validation. Goal: submit(tilejit) - submit(raw) <= 1 us.
  * Exits 77 without a GPU.
  */

@@ -257,11 +257,8 @@ void blk_row_strides(const BlkRows *r, const BlkView *v, int64_t *sb, int64_t *s
   }
 }
 
-
 // The launcher validates pointers too, but per launch: a call that launches
 // two kernels must know before the first that the second will not fail.
-// TODO(runtime): use an rt_ export for this once there is one, so no driver
-// call is made outside runtime/.
 tj_status blk_check_device_ptr(tj_blocks *b, const char *op, const char *name, const void *p) {
   tj_ctx *ctx = b->ctx;
   tj_status st = rt_device_ready(ctx);
@@ -270,7 +267,7 @@ tj_status blk_check_device_ptr(tj_blocks *b, const char *op, const char *name, c
   bool pushed;
   if ((st = rt_ctx_enter(ctx, &saved, &pushed)) != TJ_OK) return st;
   unsigned mt = 0;
-  CUresult r = rt_driver()->cuPointerGetAttribute(&mt, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, (CUdeviceptr)(uintptr_t)p);
+  CUresult r = rt_pointer_memtype((CUdeviceptr)(uintptr_t)p, &mt);
   rt_ctx_leave(ctx, pushed);
   if (r != CUDA_SUCCESS || (mt != CU_MEMORYTYPE_DEVICE && mt != CU_MEMORYTYPE_UNIFIED))
     return blk_error(b, TJ_ERR_INVALID_ARG, "%s: %s claims kDLCUDA but its data %p is not CUDA device "

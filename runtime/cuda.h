@@ -116,7 +116,7 @@ typedef struct RtDriver {
   X(cuLaunchKernel, CUresult,                                                                 \
     (CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,        \
      CUstream, void **, void **))                                                             \
-  X(cuPointerGetAttribute, CUresult, (void *, int, CUdeviceptr))                              \
+  X(cuPointerGetAttributes, CUresult, (unsigned, int *, void **, CUdeviceptr))               \
   X(cuMemAlloc_v2, CUresult, (CUdeviceptr *, size_t))                                         \
   X(cuMemFree_v2, CUresult, (CUdeviceptr))                                                    \
   X(cuMemGetInfo_v2, CUresult, (size_t *, size_t *))                                          \
@@ -155,5 +155,8 @@ const char *rt_cu_error(const RtDriver *drv, CUresult r, char *buf, size_t n);
 // Reports a failed driver call on ctx: TJ_ERR_CUDA with the call's name and
 // the driver's error name (TJ_ERR_NO_DEVICE for "no device" errors).
 tj_status rt_cu_fail(tj_ctx *ctx, const char *what, CUresult r);
+// The memory type of p (CU_MEMORYTYPE_*; 0 when p is not CUDA memory at
+// all, e.g. a plain host pointer) in the current context.
+CUresult rt_pointer_memtype(CUdeviceptr p, unsigned *mt);
 
 #endif

@@ -18,7 +18,7 @@
  * checked without a lock, which is the steady-state path. When the table is
  * full, new specs fall back to the generic variant (spec 0).
  *
- * Pointer validation (tj_ctx_set_validate) costs a cuPointerGetAttribute per
+ * Pointer validation (tj_ctx_set_validate) costs a cuPointerGetAttributes per
  * pointer; to keep the launch path within ~1 us of raw cuLaunchKernel the
  * last validated address of each parameter is remembered (atomically), so
  * only a new address is queried.
@@ -369,17 +369,27 @@ static tj_status marshal(tj_ctx *ctx, const tj_kernel *k, int i, const tj_arg *a
   return TJ_OK;
 }
 
+// cuPointerGetAttributes, unlike cuPointerGetAttribute, answers 0 for a
+// pointer the driver does not know instead of failing: refusing a host
+// pointer then makes no failing CUDA call (compute-sanitizer reports those).
+CUresult rt_pointer_memtype(CUdeviceptr p, unsigned *mt) {
+  int attr = CU_POINTER_ATTRIBUTE_MEMORY_TYPE;
+  void *data[1] = { mt };
+  *mt = 0;
+  return rt_driver()->cuPointerGetAttributes(1, &attr, data, p);
+}
+
 static tj_status check_pointer(tj_ctx *ctx, const tj_kernel *k, int i, uint64_t v) {
   RtKernel *kr = k->rt;
   if (v == 0 || atomic_load_explicit(&kr->checked[i], memory_order_relaxed) == v) return TJ_OK;
   unsigned mt = 0;
-  CUresult r = rt_driver()->cuPointerGetAttribute(&mt, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, (CUdeviceptr)v);
+  CUresult r = rt_pointer_memtype((CUdeviceptr)v, &mt);
   const TirParam *p = &k->func->params[i];
-  if (r == CUDA_ERROR_INVALID_VALUE)
+  if (r != CUDA_SUCCESS) return rt_cu_fail(ctx, "cuPointerGetAttributes", r);
+  if (mt == 0)
     return api_error(ctx, TJ_ERR_INVALID_ARG,
                      "argument %d ('%s') of kernel '%s' is not CUDA memory (a host pointer?): pass device "
                      "or managed memory", i, p->name, k->name);
-  if (r != CUDA_SUCCESS) return rt_cu_fail(ctx, "cuPointerGetAttribute", r);
   if (mt != CU_MEMORYTYPE_DEVICE && mt != CU_MEMORYTYPE_UNIFIED)
     return api_error(ctx, TJ_ERR_INVALID_ARG,
                      "argument %d ('%s') of kernel '%s' is host memory (memory type %u): pass device "

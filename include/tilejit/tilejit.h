@@ -186,7 +186,7 @@ TJ_API tj_status tj_kernel_interpret(tj_ctx *ctx, const tj_kernel *k, const unsi
 TJ_API tj_status tj_ctx_create_device(int device, tj_ctx **out);
 TJ_API int tj_ctx_device(const tj_ctx *ctx);  // -1 when ctx is NULL
 // Pointer validation at launch (on by default): every pointer argument must
-// be device or managed memory (cuPointerGetAttribute); a host pointer gives
+// be device or managed memory (cuPointerGetAttributes); a host pointer gives
 // TJ_ERR_INVALID_ARG. The answer is remembered per kernel argument slot while
 // the same address is passed again, so steady-state launches skip the query.
 // It catches host pointers, not use-after-free.
