@@ -242,7 +242,7 @@ def part_softmax(P):
     tj = TJ()
     from tilejit import SoftmaxOpts
     shapes = [(8, 384, 128)] if ARGS.smoke else SOFTMAX_SHAPES
-    variants = ["plain"] if ARGS.smoke else ["plain", "causal", "log"]
+    variants = ["plain"] if ARGS.smoke else ARGS.variants
     compiled = {}
 
     def torch_ref(x, variant):
@@ -404,7 +404,7 @@ def part_dropout(P):
     tj = TJ()
     from tilejit import DropoutOpts
     shapes = [(8, 256, 512)] if ARGS.smoke else DROPOUT_SHAPES
-    acts = ["gelu"] if ARGS.smoke else DROPOUT_ACTS
+    acts = ["gelu"] if ARGS.smoke else [a for a in DROPOUT_ACTS if a in ARGS.acts]
     p = DROPOUT_P
     assert bd.P == p
     scale = float(torch.tensor(1 / (1 - p), dtype=torch.float32))
@@ -825,6 +825,8 @@ def main():
     ap.add_argument("--dtypes", default="fp16,bf16")
     ap.add_argument("--S", type=lambda s: [int(v) for v in s.split(",")], default=None,
                     help="attention sequence lengths (default 4096,16384)")
+    ap.add_argument("--variants", default="plain,causal,log", help="softmax variants to measure")
+    ap.add_argument("--acts", default=",".join(DROPOUT_ACTS), help="dropout activations to measure")
     ap.add_argument("--compile-variants", default="plain,causal",
                     help="softmax variants that get a torch.compile peer (each shape compiles anew)")
     ap.add_argument("--lib", default=None, help="libtilejit.so (default: $TILEJIT_LIBRARY, build-gpu/)")
@@ -847,6 +849,8 @@ def main():
     if args.smoke:
         args.warmup, args.rep = 5, 20
     args.compile_variants = args.compile_variants.split(",")
+    args.variants = args.variants.split(",")
+    args.acts = args.acts.split(",")
     raise_recompile_limit()
     t0 = time.time()
     env = environment()
