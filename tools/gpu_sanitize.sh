@@ -16,7 +16,7 @@ out=${1:-gpu-out}
 full=${2:-}
 mkdir -p "$out"
 cs=${COMPUTE_SANITIZER:-compute-sanitizer}
-export CK_FORK=no TILEJIT_AUTOTUNE=0 TILEJIT_CACHE_DIR=${TILEJIT_CACHE_DIR:-/tmp/tilejit-sanitize}
+export CK_FORK=no TILEJIT_AUTOTUNE=0 TJ_TEST_SANITIZER=1 TILEJIT_CACHE_DIR=${TILEJIT_CACHE_DIR:-/tmp/tilejit-sanitize}
 b=build-gpu/tests
 memcheck_cases=(
   "test_kernels:"

@@ -316,8 +316,12 @@ START_TEST(kernel_info_and_devices) {
   ck_assert_int_eq(r.block_threads, 32 * tj_kernel_num_warps(k));
   ck_assert_int_ge(r.max_threads_per_block, r.block_threads);
   ck_assert_int_eq(r.binary_version, di.cc_major * 10 + di.cc_minor);
-  ck_assert_int_eq(r.spill_stores, 0);  // a vector add does not spill
-  ck_assert_int_eq(r.spill_loads, 0);
+  // A vector add does not spill. The counts come from the driver linker's
+  // info log, which is empty under compute-sanitizer (tools/gpu_sanitize.sh
+  // sets TJ_TEST_SANITIZER): there they are -1, "unknown", as documented.
+  int unknown_ok = getenv("TJ_TEST_SANITIZER") != NULL;
+  ck_assert_msg(r.spill_stores == 0 || (unknown_ok && r.spill_stores == -1), "spill stores %d", r.spill_stores);
+  ck_assert_msg(r.spill_loads == 0 || (unknown_ok && r.spill_loads == -1), "spill loads %d", r.spill_loads);
   char *text = NULL;
   CK(ctx, tj_kernel_info_text(ctx, k, &text));
   ck_assert_ptr_nonnull(strstr(text, "registers:"));
