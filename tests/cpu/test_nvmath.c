@@ -26,17 +26,22 @@
 
 // ---------------------------------------------------------------- the erf formula
 
-// nvm_erf in f32, 2^p exact or moved by `ulps` units of 2^p's binade
-// (ex2.approx.ftz.f32 is within 2 ulp).
-static float erf_model(float x, int ulps) {
-  float t = fminf(fabsf(x), NVM_ERF_CLAMP);
-  float r = nvm_erf_q[NVM_ERF_DEG - 1];
-  for (int k = NVM_ERF_DEG - 2; k >= 0; k--) r = fmaf(r, t, nvm_erf_q[k]);
-  float p = r * t;
-  float e = (float)exp2((double)p);
+// nvm_erf in f32 for erf(c x) (c = 1: plain erf; else the scale folded into
+// the polynomial, nvm_erf_scaled, as the GPU computes gelu's
+// erf(x * 0.70710677f)), 2^p exact or moved by `ulps` units of 2^p's binade
+// (ex2.approx.ftz.f32 is within 2 ulp). c = 1 leaves q and the clamp exact.
+static float erf_scaled_model(float x, float c, int ulps) {
+  float q[NVM_ERF_DEG], clamp;
+  nvm_erf_scaled(c, q, &clamp);
+  float t = fminf(fabsf(x), clamp);
+  float r = q[NVM_ERF_DEG - 1];
+  for (int k = NVM_ERF_DEG - 2; k >= 0; k--) r = fmaf(r, t, q[k]);
+  float e = (float)exp2((double)(r * t));
   if (ulps && e > 0) e += (float)ulps * (e - nextafterf(e, 0.0f));
   return copysignf(1.0f - e, x);
 }
+
+static float erf_model(float x, int ulps) { return erf_scaled_model(x, 1.0f, ulps); }
 
 static double max_err(int ulps, double *at) {
   double worst = 0;
@@ -67,19 +72,7 @@ START_TEST(erf_formula_error) {
 }
 END_TEST
 
-// erf(c x) with the scale folded into the polynomial (nvm_erf_scaled), as
-// the GPU computes gelu's erf(x * 0.70710677f): the same bound as erf(x).
-static float erf_scaled_model(float x, float c, int ulps) {
-  float q[NVM_ERF_DEG], clamp;
-  nvm_erf_scaled(c, q, &clamp);
-  float t = fminf(fabsf(x), clamp);
-  float r = q[NVM_ERF_DEG - 1];
-  for (int k = NVM_ERF_DEG - 2; k >= 0; k--) r = fmaf(r, t, q[k]);
-  float e = (float)exp2((double)(r * t));
-  if (ulps && e > 0) e += (float)ulps * (e - nextafterf(e, 0.0f));
-  return copysignf(1.0f - e, x);
-}
-
+// The scaled formula has the same bound as erf(x).
 START_TEST(erf_scaled_formula_error) {
   const float cs[] = { 0.70710677f, 0.5f, 2.0f };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
