@@ -14,6 +14,16 @@ int tj_test_run(Suite *s);
 // ctest entry per test (CK_RUN_CASE=name), which ctest -j runs in parallel.
 // Without CK_RUN_CASE the program runs them all.
 void tj_test_add_each(Suite *s, const TTest *const *tests, int n, SFun setup, SFun teardown, double timeout);
+// A failing API call: the status it returned must be `want`, and the
+// context must hold a message saying why.
+#define ASSERT_ERR(ctx, call, want)                                                   \
+  do {                                                                                \
+    tj_status s_ = (call);                                                            \
+    ck_assert_msg(s_ == (want), "%s: got %s, want %s (%s)", #call, tj_status_str(s_), \
+                  tj_status_str(want), tj_ctx_last_error(ctx));                       \
+    ck_assert_msg(*tj_ctx_last_error(ctx), "%s: no message", #call);                  \
+  } while (0)
+
 // Reads a file given relative to the source tree (or absolute); malloc'd,
 // NUL-terminated; NULL on failure. *len may be NULL.
 char *tj_test_read_file(const char *rel, size_t *len);

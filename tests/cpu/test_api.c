@@ -24,14 +24,6 @@ static const char *const KSRC =
     "    store(y + offs, v, mask);\n"
     "}\n";
 
-#define ASSERT_ERR(ctx, call, want)                                                   \
-  do {                                                                                \
-    tj_status s_ = (call);                                                            \
-    ck_assert_msg(s_ == (want), "%s: got %s, want %s (%s)", #call, tj_status_str(s_), \
-                  tj_status_str(want), tj_ctx_last_error(ctx));                       \
-    ck_assert_msg(*tj_ctx_last_error(ctx), "%s: no message", #call);                  \
-  } while (0)
-
 static tj_ctx *new_ctx(void) {
   tj_ctx *ctx = NULL;
   ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);
