@@ -108,7 +108,10 @@ LLVMValueRef nvm_tanh(Cg *cg, LLVMValueRef x) {
 // t = minimum(|x|, 4) (NaN-propagating: min.NaN.f32 keeps erf(NaN) NaN,
 // where minnum would clamp it to 4 and return +-1). The clamp stands in for
 // both the |x| >= 4 branch and the abs (FMNMX takes |x| as an operand).
-// x = x0 * c (either operand order) with c a finite constant > 0.
+// x = x0 * c (either operand order) with c a constant in [1/64, 64]: the
+// scaled coefficients c^(k+1) q_k (up to c^8) then stay normal f32 numbers
+// and keep the formula's error bound (far outside, they overflow to inf or
+// underflow to subnormals, and the plain multiply is kept).
 static bool scaled_by_const(LLVMValueRef x, LLVMValueRef *x0, double *c) {
   if (!LLVMIsAInstruction(x) || LLVMGetInstructionOpcode(x) != LLVMFMul) return false;
   for (unsigned i = 0; i < 2; i++) {
@@ -116,7 +119,7 @@ static bool scaled_by_const(LLVMValueRef x, LLVMValueRef *x0, double *c) {
     if (!LLVMIsAConstantFP(k)) continue;
     LLVMBool lost;
     double v = LLVMConstRealGetDouble(k, &lost);
-    if (!(v > 0.0 && v < 1e30)) return false;
+    if (!(v >= 1.0 / 64 && v <= 64.0)) return false;
     *x0 = LLVMGetOperand(x, 1 - i);
     *c = v;
     return true;

@@ -74,7 +74,8 @@ END_TEST
 
 // The scaled formula has the same bound as erf(x).
 START_TEST(erf_scaled_formula_error) {
-  const float cs[] = { 0.70710677f, 0.5f, 2.0f };
+  // The fold's whole range (codegen/nvmath.c: c in [1/64, 64]).
+  const float cs[] = { 0.70710677f, 0.5f, 2.0f, 1.0f / 64, 64.0f };
   for (size_t i = 0; i < sizeof cs / sizeof cs[0]; i++)
     for (int u = -2; u <= 2; u += 2) {
       double worst = 0, at = 0;
@@ -189,6 +190,16 @@ START_TEST(erf_ptx_folds_scale) {
   ck_assert_int_eq(count(ptx, "fma.rn.f32"), e * (NVM_ERF_DEG - 1));
   ck_assert_msg(count(ptx, "mul.rn.f32") == e, "one multiply per element (t q(t)), got %d for %d:\n%s",
                 count(ptx, "mul.rn.f32"), e, ptx);
+  tj_kernel_free(k);
+  // Outside [1/64, 64] the scaled coefficients would leave the normal f32
+  // range: the multiply stays.
+  const char *big = "kernel k(y: *f32, x: *f32) {\n"
+                    "    let o = arange(0, 128);\n"
+                    "    store(y + o, erf(load(x + o) * 1000.0));\n"
+                    "}\n";
+  k = compile(ctx, big, "erf_big.tj", NULL, NULL, 0);
+  ptx = tj_kernel_ptx(k);
+  ck_assert_int_eq(count(ptx, "mul.rn.f32"), 2 * count(ptx, "ex2.approx"));
   tj_kernel_free(k);
   tj_ctx_free(ctx);
 }
