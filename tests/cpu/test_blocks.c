@@ -120,13 +120,21 @@ START_TEST(softmax_looped_kernel) {
 END_TEST
 
 // The long rows of the GPU list, a few rows each: 4096 and 12289 in
-// registers (tiles of 4096 and 16384), and 12289 through the looped kernels.
+// registers (tiles of 4096 and 16384), and 12289 through the looped softmax
+// kernels.
 START_TEST(softmax_long_rows) {
   softmax_case(TJ_F16, 1, 2, 4096, 0, 0, 0, 0);
   softmax_case(TJ_BF16, 1, 2, 12289, 3, 1, 1, 0);
   norm_case(TJ_F16, 0, 2, 4096, 0, 1, 1);
   norm_case(TJ_BF16, 0, 2, 12289, 0, 1, 1);
   norm_case(TJ_F32, 1, 2, 12289, 0, 1, 0);
+  // The looped layernorm/rmsnorm forward (norm_fwd_loop: a tile over 4096
+  // padded by a quarter or more): a masked tail chunk, padded row strides,
+  // RMS, and K = 12288 in whole chunks.
+  norm_case(TJ_F16, 0, 3, 5000, 24, 1, 1);
+  norm_case(TJ_F32, 1, 3, 5000, 8, 1, 0);
+  norm_case(TJ_BF16, 0, 2, 12288, 0, 0, 1);
+  ck_assert(blk_pick_config(blk, BLK_NORM_FWD, TJ_F16, 3, 5000, INT32_MAX, false).looped);
   blk_set_reg_limit(blk, 4096);
   softmax_case(TJ_F32, 1, 2, 12289, 0, 0, 1, 1);
 }
@@ -565,7 +573,9 @@ START_TEST(tune_space_pruning) {
   bucket3(4096, 4096, INT32_MAX, ks);
   candidates_of(BLK_SOFTMAX_FWD, ks, c);
   ck_assert(has_cand(c, 4096, 1, 4) && has_cand(c, 4096, 1, 8) && has_cand(c, 4096, 1, 16));
-  // LayerNorm 12288 (tile 16384): 8 and 32 warps besides the heuristic's 16.
+  // LayerNorm's 16384 bucket (K = 12288 itself takes the looped kernel,
+  // untuned; K = 16384 keeps the register one): 8 and 32 warps besides the
+  // heuristic's 16.
   bucket3(12288, 2048, INT32_MAX, ks);
   candidates_of(BLK_NORM_FWD, ks, c);
   ck_assert(has_cand(c, 16384, 1, 8) && has_cand(c, 16384, 1, 16) && has_cand(c, 16384, 1, 32));
