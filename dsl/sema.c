@@ -864,17 +864,28 @@ static void check_defines(Sema *s) {
   }
 }
 
+// Out of memory, in a pass or in the verifier, is reported through the
+// arena's sticky flag: that is what the caller tells apart from malformed IR
+// (TJ_ERR_NO_MEMORY, not an internal error).
 static bool run_pass(Sema *s, void (*pass)(TirFunc *), const char *name) {
   if (pass) pass(s->f);
+  if (s->a->failed) return false;
 #ifdef TJ_VERIFY_EACH_PASS
-  if (!tir_verify(s->f, s->d)) {
+  tj_status st = tir_verify_status(s->f, s->d);
+  if (st == TJ_ERR_NO_MEMORY) {
+    // The verifier's scratch is not arena memory; the compile is out of
+    // memory all the same.
+    s->a->failed = true;
+    return false;
+  }
+  if (st != TJ_OK) {
     diag_plain(s->d, DIAG_ERROR, "internal error: the tile IR is malformed after %s", name);
     return false;
   }
 #else
   (void)name;
 #endif
-  return !s->a->failed;
+  return true;
 }
 
 struct TirFunc *sema_lower(Arena *a, Diag *d, const Module *m, const SemaOptions *opt) {

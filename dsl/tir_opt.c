@@ -16,8 +16,12 @@
  *   a load has no side effect, and the backends would drop it anyway. Dead
  *   loop-carried values and dead if results are removed from their FOR/IF.
  *
- * Passes allocate scratch memory with malloc; if that fails they leave the
- * function unchanged, which is always correct.
+ * tir_cse and tir_dce allocate scratch tables with tj_malloc. If that fails
+ * they leave the function unchanged and set the arena's sticky failed flag,
+ * as a failed arena allocation would: the compilation then ends with
+ * TJ_ERR_NO_MEMORY. Skipping the pass quietly would also be correct, but the
+ * kernel would differ from the one the same source normally gives, and the
+ * compile cache would store it under the normal key.
  */
 #include "tir.h"
 
@@ -25,6 +29,11 @@
 #include <string.h>
 
 #include "tir_eval.h"
+
+// Reports that a pass could not get its scratch memory (see the top).
+static void scratch_failed(TirFunc *f) {
+  if (f->arena) f->arena->failed = true;
+}
 
 // ---------------------------------------------------------------- fold
 
@@ -223,6 +232,7 @@ void tir_cse(TirFunc *f) {
   c.stack = tj_malloc((size_t)(n + 1) * sizeof *c.stack);
   c.map = tj_calloc((size_t)f->nvalues + 1, sizeof *c.map);
   if (c.tab && c.stack && c.map) cse_block(&c, f->body);
+  else scratch_failed(f);
   tj_free(c.tab);
   tj_free(c.stack);
   tj_free(c.map);
@@ -393,6 +403,8 @@ void tir_dce(TirFunc *f) {
     dce_roots(&d, f->body);
     while (d.nwork > 0) dce_process(&d, d.work[--d.nwork]);
     dce_sweep(&d, f->body);
+  } else {
+    scratch_failed(f);
   }
   tj_free(d.live);
   tj_free(d.work);

@@ -13,6 +13,8 @@
  * an infinity.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,23 +25,52 @@
 // Allocation hook
 //
 
-// Process-global, like Lua's lua_Alloc: it is set once, before any context
-// exists, so it is read without a lock. All-NULL means the C library's.
-static tj_allocator g_alloc;
+// Process-global, like Lua's lua_Alloc, and meant to be set once, before any
+// context exists. It is published as a pointer to an immutable copy (release
+// on set, acquire on every use; NULL means the C library's), so a call that
+// races with tj_set_allocator sees the old hook or the new one whole, never
+// a mix of the two. Copies are never freed, since a reader may still hold
+// one; they are kept on a list so that setting the same hook again reuses
+// its copy (tests install and remove one hook many times) and so that leak
+// checkers see them as reachable. They come from the C library, not from a
+// hook, since they outlive it.
+typedef struct HookCopy {
+  tj_allocator a;
+  struct HookCopy *next;
+} HookCopy;
+
+static _Atomic(const tj_allocator *) g_hook;
+static pthread_mutex_t g_hooks_mu = PTHREAD_MUTEX_INITIALIZER;
+static HookCopy *g_hooks;  // every copy made; guarded by g_hooks_mu
 
 tj_status tj_set_allocator(const tj_allocator *a) {
   if (!a) {
-    memset(&g_alloc, 0, sizeof g_alloc);
+    atomic_store_explicit(&g_hook, NULL, memory_order_release);
     return TJ_OK;
   }
   if (!a->alloc || !a->realloc || !a->free) return TJ_ERR_INVALID_ARG;
-  g_alloc = *a;
+  pthread_mutex_lock(&g_hooks_mu);
+  HookCopy *c = g_hooks;
+  while (c && (c->a.alloc != a->alloc || c->a.realloc != a->realloc || c->a.free != a->free ||
+               c->a.user != a->user))
+    c = c->next;
+  if (!c && (c = malloc(sizeof *c)) != NULL) {
+    c->a = *a;
+    c->next = g_hooks;
+    g_hooks = c;
+  }
+  pthread_mutex_unlock(&g_hooks_mu);
+  if (!c) return TJ_ERR_NO_MEMORY;
+  atomic_store_explicit(&g_hook, &c->a, memory_order_release);
   return TJ_OK;
 }
 
+static const tj_allocator *hook(void) { return atomic_load_explicit(&g_hook, memory_order_acquire); }
+
 void *tj_malloc(size_t n) {
   if (n == 0) n = 1;
-  return g_alloc.alloc ? g_alloc.alloc(g_alloc.user, n) : malloc(n);
+  const tj_allocator *h = hook();
+  return h ? h->alloc(h->user, n) : malloc(n);
 }
 
 void *tj_calloc(size_t count, size_t size) {
@@ -53,12 +84,14 @@ void *tj_calloc(size_t count, size_t size) {
 void *tj_realloc(void *p, size_t n) {
   if (!p) return tj_malloc(n);
   if (n == 0) n = 1;
-  return g_alloc.realloc ? g_alloc.realloc(g_alloc.user, p, n) : realloc(p, n);
+  const tj_allocator *h = hook();
+  return h ? h->realloc(h->user, p, n) : realloc(p, n);
 }
 
 void tj_free(void *p) {
   if (!p) return;
-  if (g_alloc.free) g_alloc.free(g_alloc.user, p);
+  const tj_allocator *h = hook();
+  if (h) h->free(h->user, p);
   else free(p);
 }
 

@@ -427,8 +427,15 @@ static bool is_entry_name(const char *n) {
 }
 static bool is_temp_name(const char *n) { return n[0] == '.' && strstr(n, ".tmp.") != NULL; }
 
+static void free_items(DirItem *it, int n) {
+  for (int i = 0; i < n; i++) tj_free(it[i].name);
+  tj_free(it);
+}
+
 // Lists entry files of dir (and, with temps, stray temp files). A missing
-// directory is an empty cache.
+// directory is an empty cache. TJ_ERR_IO (errno set) when the directory
+// cannot be read; TJ_ERR_NO_MEMORY, with nothing listed, when the list cannot
+// be built whole: a partial list would make tj_cache_list and the stats lie.
 static tj_status scan_dir(const char *dir, bool temps, DirItem **out, int *count) {
   *out = NULL;
   *count = 0;
@@ -436,6 +443,7 @@ static tj_status scan_dir(const char *dir, bool temps, DirItem **out, int *count
   if (!d) return errno == ENOENT ? TJ_OK : TJ_ERR_IO;
   DirItem *items = NULL;
   int n = 0, cap = 0;
+  tj_status s = TJ_OK;
   struct dirent *de;
   StrBuf p;
   sb_init(&p);
@@ -443,30 +451,37 @@ static tj_status scan_dir(const char *dir, bool temps, DirItem **out, int *count
     if (!is_entry_name(de->d_name) && !(temps && is_temp_name(de->d_name))) continue;
     p.len = 0;
     sb_printf(&p, "%s/%s", dir, de->d_name);
+    if (p.failed) { s = TJ_ERR_NO_MEMORY; break; }
     struct stat st;
-    if (p.failed || stat(p.data, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (stat(p.data, &st) != 0 || !S_ISREG(st.st_mode)) continue;
     if (n == cap) {
-      cap = cap ? cap * 2 : 32;
-      DirItem *ni = tj_realloc(items, sizeof *items * (size_t)cap);
-      if (!ni) break;
+      int ncap = cap ? cap * 2 : 32;
+      DirItem *ni = tj_realloc(items, sizeof *items * (size_t)ncap);
+      if (!ni) { s = TJ_ERR_NO_MEMORY; break; }
       items = ni;
+      cap = ncap;
     }
     items[n].name = tj_strdup(de->d_name);
-    if (!items[n].name) break;
+    if (!items[n].name) { s = TJ_ERR_NO_MEMORY; break; }
     items[n].bytes = (uint64_t)st.st_size;
     items[n].mtime = st.st_mtim;
     n++;
   }
   sb_free(&p);
   closedir(d);
+  if (s != TJ_OK) {
+    free_items(items, n);
+    return s;
+  }
   *out = items;
   *count = n;
   return TJ_OK;
 }
 
-static void free_items(DirItem *it, int n) {
-  for (int i = 0; i < n; i++) tj_free(it[i].name);
-  tj_free(it);
+// The error of a scan_dir that failed, on ctx.
+static tj_status scan_error(tj_ctx *ctx, tj_status s, const char *dir) {
+  if (s == TJ_ERR_NO_MEMORY) return api_error(ctx, s, "out of memory while reading cache directory %s", dir);
+  return api_error(ctx, s, "cannot read cache directory %s: %s", dir, strerror(errno));
 }
 
 static int by_mtime(const void *a, const void *b) {
@@ -476,6 +491,9 @@ static int by_mtime(const void *a, const void *b) {
   return strcmp(x->name, y->name);
 }
 
+// Best effort, like the write that calls it: out of memory (or an unreadable
+// directory) evicts nothing, and a path that cannot be built skips that file;
+// the cache is then over its limit until the next write, never damaged.
 int cache_disk_evict(const char *dir, uint64_t max_bytes, const uint8_t keep[32]) {
   DirItem *it;
   int n;
@@ -696,8 +714,7 @@ tj_status tj_cache_list(tj_ctx *ctx, tj_cache_entry **out, int *count) {
   if (s != TJ_OK) return s;
   DirItem *it;
   int n;
-  if (scan_dir(dir, false, &it, &n) != TJ_OK)
-    return api_error(ctx, TJ_ERR_IO, "cannot read cache directory %s: %s", dir, strerror(errno));
+  if ((s = scan_dir(dir, false, &it, &n)) != TJ_OK) return scan_error(ctx, s, dir);
   tj_cache_entry *ents = tj_calloc((size_t)(n ? n : 1), sizeof *ents);
   if (!ents) { free_items(it, n); return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory"); }
   struct timespec now;
@@ -713,10 +730,16 @@ tj_status tj_cache_list(tj_ctx *ctx, tj_cache_entry **out, int *count) {
     if (ce->age_s < 0) ce->age_s = 0;
     p.len = 0;
     sb_printf(&p, "%s/%s", dir, it[i].name);
-    if (!p.failed) peek_entry(p.data, ce);
+    if (p.failed) break;
+    peek_entry(p.data, ce);
   }
+  bool oom = p.failed;
   sb_free(&p);
   free_items(it, n);
+  if (oom) {
+    tj_free(ents);
+    return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
+  }
   qsort(ents, (size_t)n, sizeof *ents, by_entry_name);
   *out = ents;
   *count = n;
@@ -733,19 +756,21 @@ tj_status tj_cache_clear(tj_ctx *ctx, int *removed) {
   if (s != TJ_OK) return s;
   DirItem *it;
   int n;
-  if (scan_dir(dir, true, &it, &n) != TJ_OK)
-    return api_error(ctx, TJ_ERR_IO, "cannot read cache directory %s: %s", dir, strerror(errno));
+  if ((s = scan_dir(dir, true, &it, &n)) != TJ_OK) return scan_error(ctx, s, dir);
   int gone = 0;
   StrBuf p;
   sb_init(&p);
   for (int i = 0; i < n; i++) {
     p.len = 0;
     sb_printf(&p, "%s/%s", dir, it[i].name);
-    if (!p.failed && unlink(p.data) == 0 && !is_temp_name(it[i].name)) gone++;
+    if (p.failed) break;
+    if (unlink(p.data) == 0 && !is_temp_name(it[i].name)) gone++;
   }
+  bool oom = p.failed;
   sb_free(&p);
   free_items(it, n);
-  if (removed) *removed = gone;
+  if (removed) *removed = gone;  // what did go, even when not everything did
+  if (oom) return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory while clearing cache directory %s", dir);
   return TJ_OK;
 }
 
@@ -766,9 +791,13 @@ tj_status tj_cache_stats(tj_ctx *ctx, tj_cache_summary *out) {
   out->warnings = rt->counters.warnings;
   pthread_mutex_unlock(&rt->mu);
   if (!rt->cache_dir) return TJ_OK;
+  // An unreadable directory counts as empty (the counters above still
+  // answer); running out of memory is an error, not a count of zero.
   DirItem *it;
   int n;
-  if (scan_dir(rt->cache_dir, false, &it, &n) == TJ_OK) {
+  tj_status s = scan_dir(rt->cache_dir, false, &it, &n);
+  if (s == TJ_ERR_NO_MEMORY) return scan_error(ctx, s, rt->cache_dir);
+  if (s == TJ_OK) {
     out->entries = n;
     for (int i = 0; i < n; i++) out->bytes += it[i].bytes;
     free_items(it, n);

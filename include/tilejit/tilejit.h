@@ -74,8 +74,11 @@ typedef struct tj_allocator {
   void (*free)(void *user, void *p);   // p is never NULL
   void *user;
 } tj_allocator;
-// Installs a (copied; every function must be set, else TJ_ERR_INVALID_ARG);
-// NULL restores malloc/realloc/free.
+// Installs a (copied; every function must be set, else TJ_ERR_INVALID_ARG;
+// TJ_ERR_NO_MEMORY if the C library cannot hold the copy); NULL restores
+// malloc/realloc/free. Calls racing with it are free of data races (each
+// allocation sees the old hook or the new one, whole), but memory from one
+// hook freed through another is the caller's error: hence the rule above.
 TJ_API tj_status tj_set_allocator(const tj_allocator *a);
 // Frees memory the API returns for the caller to free (tj_kernel_info_text,
 // tj_tune_dir) through the current allocator. NULL: no-op.

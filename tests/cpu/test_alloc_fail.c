@@ -6,18 +6,33 @@
  * for N = 1..count, it is run again with only the N-th allocation failing.
  * The sweep runs twice: with the N-th allocation alone failing, and with
  * it and every later one failing (so cleanup code runs out of memory too).
- * Every run must either succeed or return a non-OK status whose message (the
- * context's last error) says "out of memory"; it must never crash, and it
- * must not leak: the allocator counts live blocks, and the count after the
+ * A run in which an injected failure was hit must return TJ_ERR_NO_MEMORY
+ * with a message (the context's last error) that says "out of memory"; a
+ * run in which none was hit must succeed. It must never crash, and it must
+ * not leak: the allocator counts live blocks, and the count after the
  * operation has freed its handles must equal the count before (the sanitizer
  * build's LeakSanitizer then checks the whole process at exit too).
+ *
+ * TJ_OK after a failure is accepted only where named (check_outcome's
+ * ok_allowed), and then the result must equal the unfailed run's:
+ *   - the compile cache, read or written (best effort by design): the
+ *     kernel's tile IR and PTX, and what a fresh context reads back;
+ *   - the interpreter (its buffer pool is best effort): every buffer;
+ *   - block calls (they run the interpreter): every tensor;
+ *   - KNOWN GAPS, each marked where it is accepted: tj_ctx_create without
+ *     a disk cache (runtime/cuda.c default_cache_dir), a truncated string
+ *     literal (dsl/lex.c lex_string; only sources holding one), the tuner's
+ *     copy of its last results (autotune/tuner.c set_last; the tune store
+ *     write and the softmax block).
  *
  * Operations: tj_ctx_create; every examples/NAME.tj compiled to PTX for sm_80
  * (no cache: front end, tile IR, LLVM lowering, PTX copy) and run on the
  * interpreter; a compile that writes the cache and one that reads it back;
- * tj_cache_list; the autotuner's store written and read back (tuning with
- * the benchmark hook of autotune/tune.h, no GPU); tj_blocks_create and
- * softmax, layernorm, dropout and attention calls on kDLCPU tensors with a
+ * tj_cache_list with tj_cache_stats; tj_cache_clear; the autotuner's store
+ * written and read back (tuning with the benchmark hook of autotune/tune.h,
+ * no GPU); tj_blocks_create and softmax, layernorm, rmsnorm, dropout and
+ * attention fwd + bwd on small kDLCPU tensors (the interpreter, the
+ * single-pass kernels only: no looped variants, no GPU scratch) with a
  * fresh handle each time (so the block kernels are compiled in the sweep).
  *
  * The hook sees only tilejit's own allocations: LLVM allocates with new, so
@@ -28,6 +43,7 @@
  */
 #define _GNU_SOURCE
 #include <check.h>
+#include <execinfo.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +65,8 @@ typedef struct Counter {
   long failed;     // how many calls failed
   long live;       // blocks alive (armed or not)
   int armed;
+  void *where[24];  // the call stack of the first failed call, for messages
+  int nwhere;
 } Counter;
 
 static Counter g;
@@ -64,10 +82,14 @@ static bool should_fail(void) {
 enum { HDR = 16 };
 static const uint64_t TAG = 0x7a11fa11c0ffee01ull, DEAD = 0xdeadbeefdeadbeefull;
 
+static void note_failure(void) {
+  if (!g.failed++) g.nwhere = backtrace(g.where, 24);
+}
+
 static void *c_alloc(void *user, size_t n) {
   (void)user;
   if (should_fail()) {
-    g.failed++;
+    note_failure();
     return NULL;
   }
   unsigned char *p = malloc(HDR + n);
@@ -93,7 +115,7 @@ static void *c_realloc(void *user, void *p, size_t n) {
   (void)user;
   unsigned char *h = header(p, "realloc");
   if (should_fail()) {
-    g.failed++;
+    note_failure();
     return NULL;
   }
   unsigned char *q = realloc(h, HDR + n);
@@ -127,12 +149,32 @@ static void uninstall(void) {
 // everything. Returns the status of the calls under test.
 typedef tj_status (*OpFn)(void *user);
 
-// Checks the outcome of one run with an injected failure.
-static void check_failure(tj_status st, const char *msg, const char *what) {
-  if (st == TJ_OK) return;
-  ck_assert_msg(msg && strstr(msg, "out of memory"), "%s (fail at %ld%s): %s: '%s'", what, g.fail_at,
-                g.sticky ? " and after" : "",
-                tj_status_str(st), msg ? msg : "(no message)");
+// Checks the outcome of one run. A run in which an injected failure was hit
+// (g.failed) must return TJ_ERR_NO_MEMORY with a message that says "out of
+// memory"; a run in which none was hit must succeed. TJ_OK after a failure
+// is accepted only where the caller passes ok_allowed: work that is best
+// effort by design (reading or writing the compile cache, writing the tuning
+// store) may absorb the failure, and the caller then checks that the result
+// is still complete. Returns whether the run succeeded.
+static bool check_outcome(tj_status st, const char *msg, const char *what, bool ok_allowed) {
+  const char *how = g.sticky ? " and after" : "";
+  if (!g.failed) {
+    ck_assert_msg(st == TJ_OK, "%s: no allocation failed, yet: %s: '%s'", what, tj_status_str(st),
+                  msg ? msg : "(no message)");
+    return true;
+  }
+  if (st == TJ_OK) {
+    if (!ok_allowed) {
+      fprintf(stderr, "alloc_fail: %s: the allocation that failed:\n", what);
+      backtrace_symbols_fd(g.where, g.nwhere, 2);
+    }
+    ck_assert_msg(ok_allowed, "%s (fail at %ld%s): returned TJ_OK after an allocation failed", what,
+                  g.fail_at, how);
+    return true;
+  }
+  ck_assert_msg(st == TJ_ERR_NO_MEMORY && msg && strstr(msg, "out of memory"), "%s (fail at %ld%s): %s: '%s'",
+                what, g.fail_at, how, tj_status_str(st), msg ? msg : "(no message)");
+  return false;
 }
 
 static long sweep_stride(void) {
@@ -145,6 +187,7 @@ static long sweep_stride(void) {
 static long sweep(const char *what, OpFn op, void *user) {
   g.fail_at = 0;
   g.calls = 0;
+  g.failed = 0;
   long live0 = g.live;
   tj_status st = op(user);
   disarm();
@@ -189,6 +232,34 @@ static tj_ctx *new_ctx(const char *cache_dir) {
 // gives it one again, so the live count compares equal.
 static void settle(tj_ctx *ctx) { ck_assert_int_eq(tj_ctx_set_cache_dir(ctx, ""), TJ_ERR_INVALID_ARG); }
 
+// The texts of the first (unfailed) run's kernel, and a check that a later
+// successful run produced the same: a pass skipped for want of memory shows
+// in the tile IR even where LLVM would hide it in the PTX.
+typedef struct KernelText {
+  char *tir, *ptx;
+} KernelText;
+
+static void same_kernel(KernelText *ref, const tj_kernel *k, const char *what) {
+  const char *tir = tj_kernel_tir(k), *ptx = tj_kernel_ptx(k);
+  ck_assert_ptr_nonnull(tir);
+  ck_assert_ptr_nonnull(ptx);
+  if (!ref->tir) {
+    ref->tir = strdup(tir);
+    ref->ptx = strdup(ptx);
+    return;
+  }
+  ck_assert_msg(!strcmp(ref->tir, tir), "%s (fail at %ld%s): the tile IR differs from the unfailed run's", what,
+                g.fail_at, g.sticky ? " and after" : "");
+  ck_assert_msg(!strcmp(ref->ptx, ptx), "%s (fail at %ld%s): the PTX differs from the unfailed run's", what,
+                g.fail_at, g.sticky ? " and after" : "");
+}
+
+static void kernel_text_free(KernelText *t) {
+  free(t->tir);
+  free(t->ptx);
+  t->tir = t->ptx = NULL;
+}
+
 // ---------------------------------------------------------------- context
 
 static tj_status op_ctx_create(void *user) {
@@ -197,10 +268,13 @@ static tj_status op_ctx_create(void *user) {
   arm();
   tj_status st = tj_ctx_create(&ctx);
   disarm();
-  if (st != TJ_OK) {
-    ck_assert_int_eq(st, TJ_ERR_NO_MEMORY);
-    ck_assert_ptr_null(ctx);
-  }
+  // No context, no message: the status alone says it. KNOWN GAP
+  // (runtime/cuda.c, default_cache_dir): out of memory while building the
+  // default cache directory's path gives a context without a disk cache and
+  // TJ_OK, so OK is accepted here after a failure.
+  ck_assert_msg(st == TJ_OK || (g.failed && st == TJ_ERR_NO_MEMORY), "tj_ctx_create (fail at %ld%s): %s",
+                g.fail_at, g.sticky ? " and after" : "", tj_status_str(st));
+  if (st != TJ_OK) ck_assert_ptr_null(ctx);
   tj_ctx_free(ctx);
   return st;
 }
@@ -239,6 +313,8 @@ typedef struct ExRun {
   char *src;
   tj_kernel *k;     // the front end, for the interpreter
   tj_ctx *ctx;
+  KernelText ref;   // the unfailed compile's
+  unsigned char *out_ref[16];  // the unfailed interpreter run's buffers
 } ExRun;
 
 static tj_compile_opts ex_opts(const ExRun *r, unsigned flags) {
@@ -259,8 +335,12 @@ static tj_status op_compile_ptx(void *user) {
   arm();
   tj_status st = tj_kernel_compile(ctx, &o, &k);
   disarm();
-  check_failure(st, tj_ctx_last_error(ctx), r->ex->name);
-  if (st == TJ_OK) ck_assert_ptr_nonnull(tj_kernel_ptx(k));
+  // KNOWN GAP (dsl/lex.c, lex_string): a string literal (a static_assert
+  // message) that runs out of memory is kept truncated and the compile goes
+  // on, so a source holding one may give TJ_OK; the kernel must still be the
+  // unfailed run's. Sources without one must fail with TJ_ERR_NO_MEMORY.
+  bool has_string = strchr(r->src, '"') != NULL;
+  if (check_outcome(st, tj_ctx_last_error(ctx), r->ex->name, has_string)) same_kernel(&r->ref, k, r->ex->name);
   else ck_assert_ptr_null(k);
   tj_kernel_free(k);
   tj_ctx_free(ctx);
@@ -291,7 +371,20 @@ static tj_status op_interpret(void *user) {
   arm();
   tj_status st = tj_kernel_interpret(r->ctx, r->k, grid, args, np);
   disarm();
-  check_failure(st, tj_ctx_last_error(r->ctx), r->ex->name);
+  // The interpreter's buffer pool is best effort: a size class it cannot
+  // record leaves the buffer unpooled (freed at the end), so a run may
+  // absorb a failure. What it stored must be the unfailed run's.
+  if (check_outcome(st, tj_ctx_last_error(r->ctx), r->ex->name, true))
+    for (int i = 0; i < np; i++) {
+      if (!bufs[i]) continue;
+      if (!r->out_ref[i]) {
+        r->out_ref[i] = malloc(BUF);
+        memcpy(r->out_ref[i], bufs[i], BUF);
+      } else {
+        ck_assert_msg(!memcmp(r->out_ref[i], bufs[i], BUF), "%s (fail at %ld%s): interpreter output %d differs",
+                      r->ex->name, g.fail_at, g.sticky ? " and after" : "", i);
+      }
+    }
   settle(r->ctx);
   for (int i = 0; i < np; i++) free(bufs[i]);
   return st;
@@ -313,6 +406,8 @@ START_TEST(examples_compile_and_interpret) {
   fprintf(stderr, "alloc_fail: %s: %ld points (compile to PTX), %ld (interpreter)\n", ex->name, nc, ni);
   tj_kernel_free(r.k);
   tj_ctx_free(r.ctx);
+  kernel_text_free(&r.ref);
+  for (int i = 0; i < 16; i++) free(r.out_ref[i]);
   free(r.src);
   uninstall();
 }
@@ -329,6 +424,7 @@ static const char *const CSRC =
 typedef struct CacheRun {
   char dir[64];
   int clear;        // 1: empty the cache first (the compile writes), 0: it reads
+  KernelText ref;   // the unfailed compile's
 } CacheRun;
 
 static tj_status op_cache(void *user) {
@@ -340,7 +436,21 @@ static tj_status op_cache(void *user) {
   arm();
   tj_status st = tj_kernel_compile(ctx, &o, &k);
   disarm();
-  check_failure(st, tj_ctx_last_error(ctx), c->clear ? "cache write" : "cache read");
+  // The cache is best effort: a read that runs out of memory compiles
+  // instead, a write that does leaves no entry. Either way the kernel must be
+  // the unfailed run's, and so must whatever entry the write left.
+  const char *what = c->clear ? "cache write" : "cache read";
+  if (check_outcome(st, tj_ctx_last_error(ctx), what, true)) {
+    same_kernel(&c->ref, k, what);
+    if (g.failed && c->clear) {
+      tj_kernel *again = NULL;
+      tj_ctx *fresh = new_ctx(c->dir);
+      ck_assert_int_eq(tj_kernel_compile(fresh, &o, &again), TJ_OK);
+      same_kernel(&c->ref, again, "cache write, read back");
+      tj_kernel_free(again);
+      tj_ctx_free(fresh);
+    }
+  }
   tj_kernel_free(k);
   tj_ctx_free(ctx);
   return st;
@@ -356,8 +466,40 @@ static tj_status op_cache_list(void *user) {
   tj_status st = tj_cache_list(ctx, &e, &n);
   if (st == TJ_OK) st = tj_cache_stats(ctx, &s);
   disarm();
-  check_failure(st, tj_ctx_last_error(ctx), "cache list");
+  if (check_outcome(st, tj_ctx_last_error(ctx), "cache list", false)) {
+    // The one entry the write left, listed whole.
+    ck_assert_int_eq(n, 1);
+    ck_assert_str_eq(e[0].name, "scale");
+    ck_assert_int_eq(s.entries, 1);
+    ck_assert_uint_eq(s.bytes, e[0].bytes);
+  }
   tj_cache_list_free(e);
+  tj_ctx_free(ctx);
+  return st;
+}
+
+// Three entry files and a stray temp file, then tj_cache_clear.
+static tj_status op_cache_clear(void *user) {
+  CacheRun *c = user;
+  char path[160];
+  for (int i = 0; i < 4; i++) {
+    if (i < 3) snprintf(path, sizeof path, "%s/%064d.tjc", c->dir, i);
+    else snprintf(path, sizeof path, "%s/.x.tjc.tmp.1", c->dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("not an entry", f);
+    fclose(f);
+  }
+  tj_ctx *ctx = new_ctx(c->dir);
+  int removed = -1;
+  arm();
+  tj_status st = tj_cache_clear(ctx, &removed);
+  disarm();
+  if (check_outcome(st, tj_ctx_last_error(ctx), "cache clear", false)) {
+    ck_assert_int_eq(removed, 3);
+    ck_assert_int_eq(rmdir(c->dir), 0);  // empty: the temp file went too
+    ck_assert_int_eq(mkdir(c->dir, 0700), 0);
+  }
   tj_ctx_free(ctx);
   return st;
 }
@@ -372,8 +514,12 @@ START_TEST(compile_cache) {
   c.clear = 0;
   long nr = sweep("cache read", op_cache, &c);
   long nl = sweep("cache list", op_cache_list, &c);
-  fprintf(stderr, "alloc_fail: cache: %ld points (write), %ld (read), %ld (list)\n", nw, nr, nl);
   rm_rf(c.dir);
+  ck_assert_int_eq(mkdir(c.dir, 0700), 0);
+  long nc = sweep("cache clear", op_cache_clear, &c);
+  fprintf(stderr, "alloc_fail: cache: %ld points (write), %ld (read), %ld (list), %ld (clear)\n", nw, nr, nl, nc);
+  rm_rf(c.dir);
+  kernel_text_free(&c.ref);
   uninstall();
 }
 END_TEST
@@ -397,6 +543,9 @@ typedef struct StoreRun {
   char dir[64];
   int write;        // 1: tune (and store); 0: read the stored result back
 } StoreRun;
+
+// fake_bench makes configuration 0 (BLOCK 64) the fastest.
+static const int64_t BEST_BLOCK = 64;
 
 static tj_status op_tune(void *user) {
   StoreRun *r = user;
@@ -433,7 +582,11 @@ static tj_status op_tune(void *user) {
     }
   }
   disarm();
-  check_failure(st, tj_ctx_last_error(ctx), r->write ? "tune store write" : "tune store read");
+  // KNOWN GAP (autotune/tuner.c, set_last): the copy of the last results
+  // kept for tj_tuner_stats is dropped when it cannot be allocated, and the
+  // tune still returns TJ_OK; the choice itself must be right.
+  if (check_outcome(st, tj_ctx_last_error(ctx), r->write ? "tune store write" : "tune store read", r->write))
+    ck_assert_int_eq(best.v[0], BEST_BLOCK);
   tj_tuner_free(t);
   tj_ctx_free(ctx);
   return st;
@@ -461,20 +614,22 @@ static tj_status op_blocks_create(void *user) {
   arm();
   tj_status st = tj_blocks_create(ctx, &b);
   disarm();
-  check_failure(st, tj_ctx_last_error(ctx), "tj_blocks_create");
+  check_outcome(st, tj_ctx_last_error(ctx), "tj_blocks_create", false);
   if (st != TJ_OK) ck_assert_ptr_null(b);
   settle(ctx);
   tj_blocks_free(b);
   return st;
 }
 
-typedef enum BlockOp { B_SOFTMAX, B_LAYERNORM, B_DROPOUT, B_ATTENTION, B_COUNT } BlockOp;
-static const char *const block_names[B_COUNT] = { "softmax", "layernorm", "dropout", "attention" };
+typedef enum BlockOp { B_SOFTMAX, B_LAYERNORM, B_RMSNORM, B_DROPOUT, B_ATTENTION, B_COUNT } BlockOp;
+static const char *const block_names[B_COUNT] = { "softmax", "layernorm", "rmsnorm", "dropout", "attention" };
 
 typedef struct BlockRun {
   BlockOp op;
   tj_ctx *ctx;
   HostT t[8];
+  unsigned char *before[8];  // every tensor before the first run, restored before each
+  unsigned char *after[8];   // and after the unfailed run
 } BlockRun;
 
 static tj_status op_block(void *user) {
@@ -485,6 +640,15 @@ static tj_status op_block(void *user) {
   tj_status st = TJ_OK;
   tj_attn_layout *l = NULL;
   if (r->op == B_ATTENTION) ck_assert_int_eq(tj_attn_layout_create(b, NULL, 1, 2, 16, &l), TJ_OK);
+  for (int i = 0; i < 8; i++) {
+    if (!t[i].buf) continue;
+    if (!r->before[i]) {
+      r->before[i] = malloc(t[i].nbytes);
+      memcpy(r->before[i], t[i].buf, t[i].nbytes);
+    } else {
+      memcpy(t[i].buf, r->before[i], t[i].nbytes);
+    }
+  }
   arm();
   switch (r->op) {
   case B_SOFTMAX: {
@@ -498,6 +662,11 @@ static tj_status op_block(void *user) {
     st = tj_layernorm_fwd(b, &t[0].t, &t[1].t, &t[2].t, 1e-5, &t[3].t, &t[4].t, &t[5].t, NULL);
     if (st == TJ_OK)
       st = tj_layernorm_bwd(b, &t[3].t, &t[0].t, &t[1].t, &t[4].t, &t[5].t, &t[6].t, &t[7].t, &t[2].t, NULL);
+    break;
+  case B_RMSNORM:
+    // x, w, y, rstd; then dy (y reused) dx dw
+    st = tj_rmsnorm_fwd(b, &t[0].t, &t[1].t, 1e-5, &t[2].t, &t[3].t, NULL);
+    if (st == TJ_OK) st = tj_rmsnorm_bwd(b, &t[2].t, &t[0].t, &t[1].t, &t[3].t, &t[4].t, &t[5].t, NULL);
     break;
   case B_DROPOUT: {
     tj_dropout_opts o = { .p = 0.5, .training = 1, .seed = 7, .act = TJ_ACT_GELU };
@@ -515,7 +684,22 @@ static tj_status op_block(void *user) {
     break;
   }
   disarm();
-  check_failure(st, tj_ctx_last_error(r->ctx), block_names[r->op]);
+  // Block calls run the interpreter (whose buffer pool is best effort, see
+  // op_interpret); softmax tunes (KNOWN GAP, autotune/tuner.c set_last: see
+  // op_tune) and the layernorm and dropout sources hold static_assert
+  // messages (KNOWN GAP, dsl/lex.c lex_string: see op_compile_ptx). So a call
+  // may absorb a failure; every tensor must then hold the unfailed run's bytes.
+  if (check_outcome(st, tj_ctx_last_error(r->ctx), block_names[r->op], true))
+    for (int i = 0; i < 8; i++) {
+      if (!t[i].buf) continue;
+      if (!r->after[i]) {
+        r->after[i] = malloc(t[i].nbytes);
+        memcpy(r->after[i], t[i].buf, t[i].nbytes);
+      } else {
+        ck_assert_msg(!memcmp(r->after[i], t[i].buf, t[i].nbytes), "%s (fail at %ld%s): tensor %d differs",
+                      block_names[r->op], g.fail_at, g.sticky ? " and after" : "", i);
+      }
+    }
   settle(r->ctx);
   tj_attn_layout_free(l);
   tj_blocks_free(b);
@@ -541,6 +725,17 @@ static void block_tensors(BlockRun *r) {
     host_init(&t[6], TJ_F32, 2, shape, NULL);
     host_init(&t[7], TJ_F32, 1, k, NULL);
     for (int i = 0; i < 8; i++) host_fill(&t[i], 3 + (uint64_t)i, 0.5, 1.5);
+    break;
+  }
+  case B_RMSNORM: {
+    int64_t shape[2] = { 3, 40 }, k[1] = { 40 }, m[1] = { 3 };
+    host_init(&t[0], TJ_F32, 2, shape, NULL);
+    host_init(&t[1], TJ_F32, 1, k, NULL);
+    host_init(&t[2], TJ_F32, 2, shape, NULL);
+    host_init(&t[3], TJ_F32, 1, m, NULL);
+    host_init(&t[4], TJ_F32, 2, shape, NULL);
+    host_init(&t[5], TJ_F32, 1, k, NULL);
+    for (int i = 0; i < 6; i++) host_fill(&t[i], 4 + (uint64_t)i, 0.5, 1.5);
     break;
   }
   case B_DROPOUT: {
@@ -585,7 +780,11 @@ START_TEST(blocks_calls) {
   block_tensors(&r);
   long n = sweep(block_names[r.op], op_block, &r);
   fprintf(stderr, "alloc_fail: %s block (fwd + bwd): %ld points\n", block_names[r.op], n);
-  for (int i = 0; i < 8; i++) host_free(&r.t[i]);
+  for (int i = 0; i < 8; i++) {
+    host_free(&r.t[i]);
+    free(r.before[i]);
+    free(r.after[i]);
+  }
   tj_ctx_free(r.ctx);
   uninstall();
 }

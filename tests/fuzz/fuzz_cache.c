@@ -30,7 +30,7 @@ static void check_roundtrip(const uint8_t *data, size_t size, const RtEntry *e) 
     fprintf(stderr, "fuzz_cache: a decoded entry does not encode back to the same %zu bytes\n", size);
     abort();
   }
-  free(again);
+  tj_free(again);
 }
 
 static void decode(const uint8_t *data, size_t size, const uint8_t *key) {
