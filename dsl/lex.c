@@ -289,6 +289,9 @@ static void lex_string(Lexer *lx) {
     sb_putc(&sb, (char)c);
     lx->pos++;
   }
+  // A literal cut short by out of memory fails the compilation (no
+  // silently truncated static_assert message).
+  if (sb.failed) lx->a->failed = true;
   Token *t = new_token(lx, TK_STRING, start, lx->pos);
   if (t) {
     t->str = arena_strndup(lx->a, sb.data ? sb.data : "", sb.len);

@@ -20,8 +20,7 @@
  *   - the interpreter (its buffer pool is best effort): every buffer;
  *   - block calls (they run the interpreter): every tensor;
  *   - KNOWN GAPS, each marked where it is accepted: tj_ctx_create without
- *     a disk cache (runtime/cuda.c default_cache_dir), a truncated string
- *     literal (dsl/lex.c lex_string; only sources holding one), the tuner's
+ *     a disk cache (runtime/cuda.c default_cache_dir), the tuner's
  *     copy of its last results (autotune/tuner.c set_last; the tune store
  *     write and the softmax block).
  *
@@ -335,12 +334,9 @@ static tj_status op_compile_ptx(void *user) {
   arm();
   tj_status st = tj_kernel_compile(ctx, &o, &k);
   disarm();
-  // KNOWN GAP (dsl/lex.c, lex_string): a string literal (a static_assert
-  // message) that runs out of memory is kept truncated and the compile goes
-  // on, so a source holding one may give TJ_OK; the kernel must still be the
-  // unfailed run's. Sources without one must fail with TJ_ERR_NO_MEMORY.
-  bool has_string = strchr(r->src, '"') != NULL;
-  if (check_outcome(st, tj_ctx_last_error(ctx), r->ex->name, has_string)) same_kernel(&r->ref, k, r->ex->name);
+  // Every source must fail with TJ_ERR_NO_MEMORY (a string literal cut
+  // short by out of memory fails the compile too: dsl/lex.c lex_string).
+  if (check_outcome(st, tj_ctx_last_error(ctx), r->ex->name, false)) same_kernel(&r->ref, k, r->ex->name);
   else ck_assert_ptr_null(k);
   tj_kernel_free(k);
   tj_ctx_free(ctx);
@@ -686,9 +682,7 @@ static tj_status op_block(void *user) {
   disarm();
   // Block calls run the interpreter (whose buffer pool is best effort, see
   // op_interpret); softmax tunes (KNOWN GAP, autotune/tuner.c set_last: see
-  // op_tune) and the layernorm and dropout sources hold static_assert
-  // messages (KNOWN GAP, dsl/lex.c lex_string: see op_compile_ptx). So a call
-  // may absorb a failure; every tensor must then hold the unfailed run's bytes.
+  // op_tune). So a call may absorb a failure; every tensor must then hold the unfailed run's bytes.
   if (check_outcome(st, tj_ctx_last_error(r->ctx), block_names[r->op], true))
     for (int i = 0; i < 8; i++) {
       if (!t[i].buf) continue;
