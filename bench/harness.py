@@ -16,16 +16,21 @@ first call of a shape; Triton and torch.compile compile), and compares its
 output (and, for fwd+bwd, its gradients) with a float32 torch reference on
 the same inputs: the error is max |got - ref| / (1 + |ref|), and the
 tolerance is stated in the JSON (1e-2 fp16, 3e-2 bf16; twice that for
-gradients; attention is compared with the peer computing the same function
-in the same dtype, 2e-2 / 4e-2). A disagreement is recorded (check rows
-with ok = false) and the case is still timed. Times are
+gradients). Dropout peers draw their own masks: they are compared on the
+elements their output keeps. Attention is compared with the peer computing
+the same function in the same dtype (max |got - ref|, 2e-2 / 4e-2): tilejit
+with the first peer of a variant, every other peer with the peer computing
+its function or, where none does (FlexAttention's element window), with a
+float32 reference of it. A disagreement is recorded (check rows with ok =
+false) and the case is still timed. Times are
 triton.testing.do_bench medians (CUDA events, L2 flushed before every
-repetition). The device-to-device copy bandwidth y.copy_(x) of a 256 MiB
-fp16 tensor is measured in the same run; every GB/s figure is also given
-as a fraction of it. GB/s counts the tensor passes a fused implementation
-cannot avoid, the same for every implementation of a row (2 for a forward
-pass, 4 for fwd+bwd; dropout fwd+bwd 5 when the activation needs x again);
-attention counts 4 * D flops per live score (x3.5 for fwd+bwd).
+repetition). The device-to-device copy bandwidth y.copy_(x) of a 64 MiB
+fp16 tensor (2x4096x4096; 128 MiB moved) is measured in the same run;
+every GB/s figure is also given as a fraction of it. GB/s counts the
+tensor passes a fused implementation cannot avoid, the same for every
+implementation of a row (2 for a forward pass, 4 for fwd+bwd; dropout
+fwd+bwd 5 when the activation needs x again); attention counts 4 * D
+flops per live score (x3.5 for fwd+bwd).
 tilejit is called through prebuilt DLTensors (what a C caller pays); the
 Python binding's per-call overhead is measured in the latency part.
 Every case runs in try/except: a failure is recorded in the JSON
@@ -124,7 +129,8 @@ class Part:
     def dump(self, json_dir):
         out = {"part": self.name, "env": self.env, "copy_gbps": self.copy_gbps, "tolerance": {
             "rule": "max |got - ref| / (1 + |ref|) against a float32 torch reference on the same inputs; "
-                    "gradients 2x; attention: max |got - ref| against the peer computing the same function",
+                    "gradients 2x; dropout peers on the elements their own mask keeps; attention: max |got - ref| "
+                    "against the peer computing the same function (or a float32 reference of it)",
             "fwd": TOL, "attention": ATTN_TOL}, "smoke": bool(self.args.smoke),
             "seconds": time.time() - self.t0, "rows": self.rows, "checks": self.checks, "errors": self.errors}
         out.update(self.extra)
@@ -161,6 +167,26 @@ def rel_err(got, ref):
 
 def dtype_name(dt):
     return str(dt).split(".")[-1]
+
+
+def causal_mask(torch, x):
+    """The [M, K] bool mask of a causal softmax over x's last two dims (True
+    above the diagonal: masked), on x's device."""
+    M, K = x.shape[-2:]
+    return torch.ones(M, K, dtype=torch.bool, device=x.device).triu(1)
+
+
+def eager_softmax(torch, x, variant, mask=None):
+    """A zero-argument function computing torch eager's softmax of x for
+    variant ("plain", "log", "causal"). The causal mask (mask, else
+    causal_mask(x)) is built here, once, not in the returned function that
+    is timed."""
+    if variant == "causal":
+        m = causal_mask(torch, x) if mask is None else mask
+        return lambda: torch.softmax(x.masked_fill(m, float("-inf")), -1)
+    if variant == "log":
+        return lambda: torch.log_softmax(x, -1)
+    return lambda: torch.softmax(x, -1)
 
 
 def compile_fn(fn, **kw):
@@ -218,6 +244,7 @@ def environment():
 
 
 def copy_bandwidth():
+    """GB/s of y.copy_(x), x a 2x4096x4096 fp16 tensor (64 MiB): read + write."""
     import torch
     x = torch.randn(2, 4096, 4096, device="cuda", dtype=torch.float16)
     y = torch.empty_like(x)
@@ -246,6 +273,8 @@ def part_softmax(P):
     compiled = {}
 
     def torch_ref(x, variant):
+        # for torch.compile only: the mask is built in the graph, where
+        # Inductor fuses it into the softmax kernel (eager: eager_softmax)
         if variant == "causal":
             M, K = x.shape[-2:]
             m = torch.ones(M, K, dtype=torch.bool, device=x.device).triu(1)
@@ -260,15 +289,16 @@ def part_softmax(P):
             x = torch.randn(*shape, device="cuda", dtype=dt)
             y, dy, dx = torch.empty_like(x), torch.randn_like(x), torch.empty_like(x)
             X, Y, DY, DX = tj.p(x), tj.p(y), tj.p(dy), tj.p(dx)
+            mask = causal_mask(torch, x) if "causal" in variants else None   # built once, not timed
             for variant in variants:
                 where = f"softmax/{variant} {dn} {shape}"
                 log(f"[softmax] {where}")
                 opts = SoftmaxOpts(int(variant == "log"), int(variant == "causal"), None)
                 f_tj = tj.fn("tj_softmax_fwd", X, Y, C.byref(opts))
                 b_tj = tj.fn("tj_softmax_bwd", Y, DY, DX, C.byref(opts))
-                ref = torch_ref(x.float(), variant)
+                ref = eager_softmax(torch, x.float(), variant, mask)()
                 key = (variant, dn, shape)
-                impls = {"tilejit": (f_tj, lambda: y), "torch": (lambda: torch_ref(x, variant), None)}
+                impls = {"tilejit": (f_tj, lambda: y), "torch": (eager_softmax(torch, x, variant, mask), None)}
                 if variant in ARGS.compile_variants:
                     with P.case(where + " compile"):
                         compiled[key] = compile_fn(lambda t, v=variant: torch_ref(t, v))
@@ -287,15 +317,16 @@ def part_softmax(P):
                 # fwd+bwd
                 xr = x.detach().clone().requires_grad_(True)
                 xf = x.float().requires_grad_(True)
-                torch_ref(xf, variant).backward(dy.float())
+                eager_softmax(torch, xf, variant, mask)().backward(dy.float())
                 gref = xf.grad
+                eager_xr = eager_softmax(torch, xr, variant, mask)
 
                 def tj_fb():
                     f_tj()
                     b_tj()
 
                 def eager_fb():
-                    torch_ref(xr, variant).backward(dy)
+                    eager_xr().backward(dy)
                 fb = {"tilejit": (tj_fb, lambda: dx), "torch": (eager_fb, lambda: xr.grad)}
                 if key in compiled:
                     cf = compiled[key]
@@ -308,7 +339,7 @@ def part_softmax(P):
                         P.check("softmax", variant, "fwd+bwd", dn, shape, name, rel_err(grad(), gref), 2 * TOL[dn],
                                 "dx")
                         P.row("softmax", variant, "fwd+bwd", dn, shape, name, bench(fn, [xr]), "GB/s", 4 * n * es)
-            del x, y, dy, dx
+            del x, y, dy, dx, mask
             torch.cuda.empty_cache()
 
 
@@ -476,22 +507,50 @@ def part_dropout(P):
                         def tj_fb():
                             f_tj()
                             b_tj()
-                        fb = {"tilejit": tj_fb, "torch": lambda: fn(xr, br).backward(dy),
-                              "torch.compile": lambda: cf(xr, br).backward(dy),
-                              "triton": lambda: bd.tri_fwd_bwd(x, b, y, dy, dx, act)}
-                        for name, f in fb.items():
+
+                        def tj_once():
+                            tj_fb()
+                            return y, dx, (db if has_b else None)
+
+                        def eager_once(f_):
+                            def once():
+                                yy = f_(xr, br)
+                                yy.backward(dy)
+                                return yy.detach(), xr.grad, (br.grad if has_b else None)
+                            return once
+
+                        def tri_once():
+                            dbt = bd.tri_fwd_bwd(x, b, y, dy, dx, act)
+                            return y, dx, dbt
+                        # name: (timed function, one checked run returning (y, dx, dbias))
+                        fb = {"tilejit": (tj_fb, tj_once),
+                              "torch": (lambda: fn(xr, br).backward(dy), eager_once(fn)),
+                              "torch.compile": (lambda: cf(xr, br).backward(dy), eager_once(cf)),
+                              "triton": (lambda: bd.tri_fwd_bwd(x, b, y, dy, dx, act), tri_once)}
+                        for name, (f, once) in fb.items():
                             with P.case(f"{where} fwd+bwd {name}"):
                                 for t in leaves:
                                     t.grad = None
-                                f()
+                                yo, dxo, dbo = once()
                                 sync()
-                                if name == "tilejit":
+                                if name == "tilejit":   # the mask is known: compare every element
                                     gref = torch.where(keep, dy.float() * scale * act_grad, torch.zeros_like(act_grad))
-                                    P.check("dropout", variant, "fwd+bwd", dn, shape, name, rel_err(dx, gref),
+                                    P.check("dropout", variant, "fwd+bwd", dn, shape, name, rel_err(dxo, gref),
                                             2 * TOL[dn], "dx")
                                     if has_b:
                                         P.check("dropout", variant, "fwd+bwd", dn, shape, name,
-                                                rel_err(db, gref.view(-1, K).sum(0)), 2 * TOL[dn], "dbias")
+                                                rel_err(dbo, gref.view(-1, K).sum(0)), 2 * TOL[dn], "dbias")
+                                else:                  # a peer's own mask, read from its forward output
+                                    err_dx, err_db = dropout_peer_grad_err(torch, yo, dxo, dbo, act_ref, act_grad, dy,
+                                                                           scale, K)
+                                    P.check("dropout", variant, "fwd+bwd", dn, shape, name, err_dx, 2 * TOL[dn],
+                                            "dx (kept elements)")
+                                    if has_b:
+                                        P.check("dropout", variant, "fwd+bwd", dn, shape, name, err_db, 2 * TOL[dn],
+                                                "dbias (the peer's mask)")
+                                del yo, dxo, dbo
+                                for t in leaves:
+                                    t.grad = None
                                 P.row("dropout", variant, "fwd+bwd", dn, shape, name, bench(f, leaves), "GB/s",
                                       passes * n * es)
                         del xr, br, leaves
@@ -499,7 +558,79 @@ def part_dropout(P):
             torch.cuda.empty_cache()
 
 
+def dropout_peer_grad_err(torch, y, dx, db, act_ref, act_grad, dy, scale, K):
+    """(dx error, dbias error or None) of a dropout peer's fwd+bwd, whose
+    mask is its own: kept where its forward output y is nonzero. dx is
+    compared on the elements whose keep/drop is certain (kept, or dropped
+    with |act * scale| >= 1e-3; a kept element whose output rounded to 0
+    could pass for dropped) against dy * scale * act'; dbias against the
+    row sum of that gradient with the peer's mask (its own dx on the
+    uncertain elements)."""
+    kept = y != 0
+    sure = kept | ((act_ref * scale).abs() >= 1e-3)
+    g = torch.where(kept, dy.float() * scale * act_grad, torch.zeros_like(act_grad))
+    err_dx = rel_err(dx[sure], g[sure])
+    err_db = None
+    if db is not None:
+        err_db = rel_err(db, torch.where(sure, g, dx.float()).view(-1, K).sum(0))
+    return err_dx, err_db
+
+
 # ---------------------------------------------------------------- attention
+
+ATTN_FP32 = "float32 reference"
+
+
+def attention_ref_fp32(torch, q, k, v, allowed, g=None):
+    """float32 softmax(q k^T / sqrt(D), where allowed(i, j)) v of [B, H, S,
+    D] tensors, a chunk of query rows at a time (no S x S matrix per
+    head); with g also [dq, dk, dv] of sum(o * g). allowed(qi, ki) takes a
+    column of query and a row of key indices and returns a bool matrix.
+    Returns (o, grads or None)."""
+    B, H, S, D = q.shape
+    scale = 1.0 / math.sqrt(D)
+    qf = q.detach().float()
+    kf, vf = (t.detach().float().requires_grad_(g is not None) for t in (k, v))
+    chunk = max(1, min(S, (1 << 28) // (B * H * S)))   # <= 1 GiB of f32 scores per chunk
+    o = torch.empty(B, H, S, D, device=q.device, dtype=torch.float32)
+    dq = torch.empty_like(o) if g is not None else None
+    kj = torch.arange(S, device=q.device)[None, :]
+    for i0 in range(0, S, chunk):
+        i1 = min(S, i0 + chunk)
+        qc = qf[:, :, i0:i1].clone().requires_grad_(g is not None)
+        qi = torch.arange(i0, i1, device=q.device)[:, None]
+        with torch.set_grad_enabled(g is not None):
+            sc = (qc @ kf.transpose(-1, -2)) * scale
+            oc = torch.softmax(sc.masked_fill(~allowed(qi, kj), float("-inf")), -1) @ vf
+        o[:, :, i0:i1] = oc.detach()
+        if g is not None:
+            oc.backward(g[:, :, i0:i1].float())
+            dq[:, :, i0:i1] = qc.grad
+        del sc, oc, qc
+    return o, ([dq, kf.grad, vf.grad] if g is not None else None)
+
+
+def attn_peer_ref(P, where, torch, ref, have, q, k, v, g):
+    """(the reference values a later attention peer is checked against, its
+    name): have[ref] (outputs or gradients of the peer named ref), or, for
+    (ATTN_FP32, allowed), attention_ref_fp32; None when it could not be had."""
+    if isinstance(ref, tuple):
+        with P.case(f"{where} {ref[0]}"):
+            o, grads = attention_ref_fp32(torch, q, k, v, ref[1], g)
+            return ([o] if g is None else grads), ref[0]
+        return None, ref[0]
+    return have.get(ref), ref
+
+
+def attn_peer_check(P, variant, mode, dn, shape, name, got, want, tol, what):
+    """A check row for a peer: max |got - want| over the tensors, inf (a
+    failed check) when the reference is missing."""
+    if want is None:
+        err, what = float("inf"), what + " (no reference: it failed to run)"
+    else:
+        err = max((a.float() - b.float()).abs().max().item() for a, b in zip(got, want))
+    P.check("attention", variant, mode, dn, shape, name, err, tol, what)
+
 
 def part_attention(P):
     import torch
@@ -532,16 +663,22 @@ def part_attention(P):
               "wblock": create_block_mask(win_block_mod, None, None, S, S, device="cuda")}
         live = {"dense": S * S, "causal": S * (S + 1) // 2, "window_block": window_lay.nnz * BS * BS,
                 "window_elem": sum(min(S, i + W + 1) - max(0, i - W) for i in range(S))}
-        cases = [  # variant, layout, causal, tilejit's live elements, [(peer, fn, live)], reference peer
+        # variant, layout, causal, tilejit's live elements, [(peer, fn, live, what the peer is checked
+        # against)]: peers[0] computes tilejit's function and is the reference tilejit is checked
+        # against (None); a later peer is checked against the peer it names, or against ATTN_FP32 (a
+        # float32 reference of its own function, attention_ref_fp32 with the peer's element mask).
+        cases = [
             ("dense", dense_lay, 0, live["dense"],
-             [("sdpa", lambda a, b, c: sdpa(a, b, c), live["dense"]),
-              ("flex", lambda a, b, c: flex(a, b, c), live["dense"])]),
+             [("sdpa", lambda a, b, c: sdpa(a, b, c), live["dense"], None),
+              ("flex", lambda a, b, c: flex(a, b, c), live["dense"], "sdpa")]),
             ("causal", dense_lay, 1, live["causal"],
-             [("sdpa", lambda a, b, c: sdpa(a, b, c, is_causal=True), live["causal"]),
-              ("flex", lambda a, b, c: flex(a, b, c, block_mask=bm["causal"]), live["causal"])]),
+             [("sdpa", lambda a, b, c: sdpa(a, b, c, is_causal=True), live["causal"], None),
+              ("flex", lambda a, b, c: flex(a, b, c, block_mask=bm["causal"]), live["causal"], "sdpa")]),
             ("window", window_lay, 0, live["window_block"],
-             [("flex (same blocks)", lambda a, b, c: flex(a, b, c, block_mask=bm["wblock"]), live["window_block"]),
-              ("flex (element ±512)", lambda a, b, c: flex(a, b, c, block_mask=bm["welem"]), live["window_elem"])]),
+             [("flex (same blocks)", lambda a, b, c: flex(a, b, c, block_mask=bm["wblock"]), live["window_block"],
+               None),
+              ("flex (element ±512)", lambda a, b, c: flex(a, b, c, block_mask=bm["welem"]), live["window_elem"],
+               (ATTN_FP32, lambda qi, ki: (qi - ki).abs() <= W))]),
         ]
         for dt in DTYPES:
             dn = dtype_name(dt)
@@ -565,7 +702,7 @@ def part_attention(P):
                     b_tj = tj.fn("tj_attention_bwd", Q, K_, V, O, L, G, nat, C.c_double(0.0), causal, DQ, DK, DV)
                     # every implementation runs once and is checked before anything is timed
                     runs, outs = {}, {}
-                    for name, fn, el in [("tilejit", None, tj_live)] + peers:
+                    for name, fn, el, _ in [("tilejit", None, tj_live, None)] + peers:
                         with P.case(f"{where} fwd {name}"):
                             run = f_tj if name == "tilejit" else (lambda fn=fn: fn(q, k, v))
                             r = run()
@@ -576,6 +713,12 @@ def part_attention(P):
                         P.check("attention", variant, "fwd", dn, shape, "tilejit",
                                 (outs["tilejit"] - outs[peers[0][0]]).abs().max().item(), ATTN_TOL[dn],
                                 f"o vs {peers[0][0]}")
+                    for name, _, _, ref in peers[1:]:   # every other peer, against its reference
+                        if name in outs:
+                            want, rname = attn_peer_ref(P, where + " fwd", torch, ref,
+                                                        {n: [t] for n, t in outs.items()}, q, k, v, None)
+                            attn_peer_check(P, variant, "fwd", dn, shape, name, [outs[name]], want, ATTN_TOL[dn],
+                                            f"o vs {rname}")
                     del outs
                     for name, (run, el) in runs.items():
                         with P.case(f"{where} fwd {name} timing"):
@@ -584,7 +727,7 @@ def part_attention(P):
                     if "fwd+bwd" not in modes:
                         continue
                     runs, grads = {}, {}
-                    for name, fn, el in [("tilejit", None, tj_live)] + peers:
+                    for name, fn, el, _ in [("tilejit", None, tj_live, None)] + peers:
                         with P.case(f"{where} fwd+bwd {name}"):
                             leaves = [t.detach().clone().requires_grad_(True) for t in (q, k, v)]
                             if name == "tilejit":
@@ -603,6 +746,11 @@ def part_attention(P):
                         err = max((a - b).abs().max().item() for a, b in zip(grads["tilejit"], grads[peers[0][0]]))
                         P.check("attention", variant, "fwd+bwd", dn, shape, "tilejit", err, 2 * ATTN_TOL[dn],
                                 f"dq,dk,dv vs {peers[0][0]}")
+                    for name, _, _, ref in peers[1:]:
+                        if name in grads:
+                            want, rname = attn_peer_ref(P, where + " fwd+bwd", torch, ref, grads, q, k, v, g)
+                            attn_peer_check(P, variant, "fwd+bwd", dn, shape, name, grads[name], want,
+                                            2 * ATTN_TOL[dn], f"dq,dk,dv vs {rname}")
                     del grads
                     for name, (run, leaves, el) in runs.items():
                         with P.case(f"{where} fwd+bwd {name} timing"):
@@ -638,8 +786,13 @@ def tiny(y_ptr, x_ptr, n, BLOCK: tl.constexpr):
 
 def latency_child(args):
     """One measurement process: --latency-child tilejit|triton with a cache
-    dir; prints one JSON line. Timings exclude driver start-up (a warm-up
-    allocation and launch run first)."""
+    dir; prints one JSON line. Timings exclude driver start-up and the
+    compiler's own first-use costs: both compile and launch a different
+    tiny kernel first (tilejit without its cache; Triton with another
+    constant, a kernel no cache has seen either). Back-to-back launches are
+    timed through each one's normal Python launch (Kernel.launch(), a
+    Triton kernel's [grid](...)), and tilejit's also through prepare()
+    (arguments prebuilt once)."""
     res = {"impl": args.latency_child}
     nonce = args.nonce
     n_launch = 200 if args.smoke else 10000
@@ -668,17 +821,21 @@ def latency_child(args):
             ctx.synchronize()
         res["mem_hit_call_us"] = (time.perf_counter() - t0) / reps * 1e6
         run = k.prepare((1,), y, x, 64)
-        for _ in range(100):
-            run()
-        ctx.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(n_launch):
-            run()
-        t1 = time.perf_counter()
-        ctx.synchronize()
-        t2 = time.perf_counter()
-        res.update(launch_submit_us=(t1 - t0) / n_launch * 1e6, launch_stream_us=(t2 - t0) / n_launch * 1e6,
-                   launches=n_launch)
+        # launch_*: Kernel.launch(), the normal path (as Triton's [grid](...));
+        # prepared_launch_*: prepare()'s prebuilt arguments, one ctypes call
+        for key, fn in (("", lambda: k.launch((1,), y, x, 64)), ("prepared_", run)):
+            for _ in range(100):
+                fn()
+            ctx.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(n_launch):
+                fn()
+            t1 = time.perf_counter()
+            ctx.synchronize()
+            t2 = time.perf_counter()
+            res.update({f"{key}launch_submit_us": (t1 - t0) / n_launch * 1e6,
+                        f"{key}launch_stream_us": (t2 - t0) / n_launch * 1e6})
+        res["launches"] = n_launch
     else:
         os.environ["TRITON_CACHE_DIR"] = args.cache_dir
         import torch
@@ -686,12 +843,23 @@ def latency_child(args):
         x = torch.zeros(1024, device="cuda")
         y = torch.empty_like(x)
         (x + 1).sum().item()   # driver and torch warm-up
-        path = os.path.join(args.cache_dir, f"tiny_{nonce.replace('.', '_')}.py")
-        with open(path, "w") as f:
-            f.write(TRITON_TINY % nonce)
-        spec = importlib.util.spec_from_file_location("tiny_mod", path)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+
+        def load(tag, const):
+            path = os.path.join(args.cache_dir, f"tiny_{tag}.py")
+            with open(path, "w") as f:
+                f.write(TRITON_TINY % const)
+            spec = importlib.util.spec_from_file_location(f"tiny_{tag}", path)
+            m = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(m)
+            return m
+        # compiler warm-up with a different kernel (as tilejit's no-cache
+        # compile of another constant): the timed first call below pays
+        # the new kernel's compile, not Triton's own first-use costs
+        warm_const = "2.0" if nonce != "2.0" else "3.0"
+        warm = load("warm_" + warm_const.replace(".", "_"), warm_const)
+        warm.tiny[(1,)](y, x, 64, BLOCK=128)
+        torch.cuda.synchronize()
+        mod = load(nonce.replace(".", "_"), nonce)
         t0 = time.perf_counter()
         mod.tiny[(1,)](y, x, 64, BLOCK=128)
         torch.cuda.synchronize()
@@ -761,10 +929,17 @@ def part_latency(P):
                 add("cold compile: DSL to PTX (tj_kernel_compile)", impl, cold["compile_ms"], "ms")
                 add("cold compile: first launch (PTX to cubin, load)", impl, cold["first_launch_ms"], "ms")
             add("in-memory hit: call again (compile/lookup + launch + sync)", impl, cold["mem_hit_call_us"], "us")
-            add("launch cost, back-to-back launches (submit, per launch)", impl, cold["launch_submit_us"], "us",
+            name = "tilejit (Kernel.launch())" if impl == "tilejit" else impl
+            add("launch cost, back-to-back launches (submit, per launch)", name, cold["launch_submit_us"], "us",
                 f"{cold['launches']} launches")
-            add("launch cost, back-to-back launches (incl. final sync, per launch)", impl, cold["launch_stream_us"],
+            add("launch cost, back-to-back launches (incl. final sync, per launch)", name, cold["launch_stream_us"],
                 "us")
+            if "prepared_launch_submit_us" in cold:
+                name = "tilejit (prepare(): prebuilt arguments)"
+                add("launch cost, back-to-back launches (submit, per launch)", name,
+                    cold["prepared_launch_submit_us"], "us", f"{cold['launches']} launches")
+                add("launch cost, back-to-back launches (incl. final sync, per launch)", name,
+                    cold["prepared_launch_stream_us"], "us")
             if "torch_op_launch_submit_us" in cold:
                 add("launch cost, back-to-back launches (submit, per launch)", "torch op",
                     cold["torch_op_launch_submit_us"], "us", "y.add_(1.0)")

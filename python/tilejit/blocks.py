@@ -66,13 +66,22 @@ class Blocks:
 
     def close(self):
         """Frees the handle (and this handle's native layouts) and its context."""
-        with self.lock:
-            for lay in list(self._layouts):
+        # Lock order: AttnLayout.native() holds the layout's lock and then
+        # takes self.lock (h.call), so the layouts are collected under
+        # self.lock and dropped (layout locks) after releasing it; a layout
+        # created meanwhile is caught by the next round.
+        while True:
+            with self.lock:
+                lays = list(self._layouts)
+                self._layouts.clear()
+                if not lays:
+                    if self.b:
+                        self.lib.tj_blocks_free(self.b)
+                        self.b = C.c_void_p()
+                    self.context.close()
+                    return
+            for lay in lays:
                 lay._drop(self)
-            if self.b:
-                self.lib.tj_blocks_free(self.b)
-                self.b = C.c_void_p()
-            self.context.close()
 
     def last_error(self):
         return cstr(self.lib.tj_blocks_last_error(self.b)) or self.context.last_error()
@@ -182,7 +191,7 @@ class _Call:
     (None for None), .h the device's handle, .s the stream as c_void_p."""
 
     def __init__(self, objs, stream, handle=None):
-        dev = _dev_of(objs)
+        self.dev = dev = _dev_of(objs)
         self.h = handle or get_blocks(dev)
         s = _resolve_stream(stream, objs, dev)
         self.s = C.c_void_p(s)
@@ -220,14 +229,25 @@ def _alloc(like, shape=None, dtype=None):
     raise TypeError(f"tilejit: cannot allocate an output like a {type(like).__name__}; pass it (out=...)")
 
 
-def _workspace_ptr(ws):
+def _workspace_ptr(ws, c=None):
+    """(address, bytes) of a workspace; a torch tensor must be contiguous
+    and on the call's device (c: the _Call, None = not checked)."""
     from .core import Ptr
     if isinstance(ws, Ptr):
         return ws.address, ws.nbytes
     if is_torch_tensor(ws):
+        if not ws.is_contiguous():
+            raise ValueError("tilejit: the workspace tensor must be contiguous")
+        if c is not None and device_of(ws) != c.dev:
+            raise ValueError(f"tilejit: the workspace tensor is on {ws.device}, the call on device "
+                             f"{_dev_name(c.dev)}")
         return ws.data_ptr(), ws.numel() * ws.element_size()
     d, _ = to_dltensor(ws)
     return (d.data or 0) + d.byte_offset, nbytes_of(d) - d.byte_offset
+
+
+def _dev_name(dev):
+    return f"cuda:{dev[1]}" if dev[0] in (_lib.kDLCUDA, _lib.kDLCUDAManaged) else "cpu"
 
 
 def _run(c, name, args, workspace=None):
@@ -237,7 +257,7 @@ def _run(c, name, args, workspace=None):
     if workspace is None:
         h.call(name, *args, c.s)
         return
-    ptr, nbytes = _workspace_ptr(workspace)
+    ptr, nbytes = _workspace_ptr(workspace, c)
     with h.lock:
         h.call("tj_norm_bwd_workspace", C.c_void_p(ptr), C.c_size_t(nbytes))
         try:
@@ -480,9 +500,10 @@ class AttnLayout:
             if p is None:
                 p = C.c_void_p()
                 buf = C.create_string_buffer(self.bits, len(self.bits)) if self.bits is not None else None
-                h.call("tj_attn_layout_create", buf, self.heads, self.nb, self.bs, C.byref(p))
+                with h.lock:   # lock order: this layout's lock, then the handle's
+                    h.call("tj_attn_layout_create", buf, self.heads, self.nb, self.bs, C.byref(p))
+                    h._layouts.add(self)
                 self._native[id(h)] = p
-                h._layouts.add(self)
                 self._handles = getattr(self, "_handles", {})
                 self._handles[id(h)] = h
             return p
@@ -508,10 +529,15 @@ class AttnLayout:
 
 
 def _layout_for(c, layout, q):
+    """The native layout pointer for call c. The AttnLayout that owns it
+    goes into c.keep, so that it (and the native layout its __del__ would
+    free) lives until the call has returned, even when it is a temporary
+    (a Pattern's attn_layout() built for this call)."""
     if layout is None:
-        return c.h.dense_layout(int(q.shape[2]) if q is not None and len(q.shape) == 4 else 0).native(c.h)
-    if hasattr(layout, "attn_layout"):   # a patterns.Pattern
+        layout = c.h.dense_layout(int(q.shape[2]) if q is not None and len(q.shape) == 4 else 0)
+    elif hasattr(layout, "attn_layout"):   # a patterns.Pattern
         layout = layout.attn_layout()
+    c.keep.append(layout)
     return layout.native(c.h)
 
 
@@ -595,11 +621,12 @@ def block_call(name, tensors, scalars=None, stream=None):
     Outputs must be passed (nothing is allocated)."""
     p, d = _desc(name)
     if isinstance(scalars, dict):
+        rest = dict(scalars)   # the caller's dict is left as it is
         vals = []
         for s in d.scalars[:d.nscalars]:
-            vals.append(float(scalars.pop(cstr(s.name), s.default_value)))
-        if scalars:
-            raise ValueError(f"block {name}: unknown scalars {sorted(scalars)}")
+            vals.append(float(rest.pop(cstr(s.name), s.default_value)))
+        if rest:
+            raise ValueError(f"block {name}: unknown scalars {sorted(rest)}")
         scalars = vals
     c = _Call(list(tensors), stream)
     arr = (C.POINTER(_lib.DLTensor) * max(1, len(tensors)))(

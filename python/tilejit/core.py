@@ -174,7 +174,10 @@ class Kernel:
     def num_warps(self):
         return self.ctx.lib.tj_kernel_num_warps(self.k)
 
-    def _args(self, args):
+    def _args(self, args, stream=0):
+        """The TjArg array of args; `stream` (an int, 0 = legacy default) is
+        the launch's, passed to DLPack producers so that their pending work
+        is made visible to it."""
         n = len(args)
         a = (_lib.TjArg * max(1, n))()
         keep = []
@@ -186,7 +189,7 @@ class Kernel:
             elif isinstance(v, float):
                 a[i].kind, a[i].u.f = _lib.ARG_FLOAT, v
             else:
-                d, k = to_dltensor(v)
+                d, k = to_dltensor(v, stream)
                 keep.append(k)
                 a[i].kind = _lib.ARG_PTR
                 a[i].u.buf.ptr = (d.data or 0) + d.byte_offset
@@ -200,10 +203,11 @@ class Kernel:
 
     def launch(self, grid, *args, stream=None):
         """tj_kernel_launch on `stream` (int CUstream, a torch stream, or None = legacy default)."""
-        a, n, keep = self._args(args)
+        s = _stream_value(stream)
+        a, n, keep = self._args(args, s)
         with self.ctx.lock:
             self.ctx.check(self.ctx.lib.tj_kernel_launch(self.ctx.ctx, self.k, self._grid(grid), a, n,
-                                                         C.c_void_p(_stream_value(stream))), "tj_kernel_launch")
+                                                         C.c_void_p(s)), "tj_kernel_launch")
 
     __call__ = launch
 
@@ -219,9 +223,10 @@ class Kernel:
         ctypes arrays are built once, so a call costs one ctypes call (for
         launch-overhead measurements and hot loops). Returns the status
         instead of raising (check it, or use launch())."""
-        a, n, keep = self._args(args)
+        sv = _stream_value(stream)
+        a, n, keep = self._args(args, sv)
         g = self._grid(grid)
-        f, ctx, k, s = self.ctx.lib.tj_kernel_launch, self.ctx.ctx, self.k, C.c_void_p(_stream_value(stream))
+        f, ctx, k, s = self.ctx.lib.tj_kernel_launch, self.ctx.ctx, self.k, C.c_void_p(sv)
 
         def run():
             return f(ctx, k, g, a, n, s)

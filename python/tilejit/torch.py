@@ -14,7 +14,9 @@ dims that do not flatten) are made contiguous first; other strided views
 (e.g. rows padded in a larger buffer) are passed as they are. Outputs are
 contiguous. Weights and biases of another dtype than x are cast to x's dtype
 for the kernels and their gradients cast back. Double backward is not
-supported.
+supported. Backward passes take their scratch from torch's allocator on the
+current stream (a workspace per call), not from the device handle's shared
+scratch, so backward passes on different streams or threads do not race.
 """
 import torch
 from torch.autograd.function import once_differentiable
@@ -66,6 +68,14 @@ def _param(p, x):
     if p.dtype != x.dtype:
         p = p.to(x.dtype)
     return p.contiguous()
+
+
+def _workspace(size_fn, x):
+    """A per-call workspace for a backward pass over x: torch.empty of
+    size_fn(x) bytes on x's device (the caching allocator's blocks are
+    512-byte aligned; the library wants 16), None when none is needed."""
+    n = size_fn(x)
+    return torch.empty(n, dtype=torch.uint8, device=x.device) if n else None
 
 
 def _grad_as(g, p):
@@ -139,7 +149,8 @@ class _LayerNorm(torch.autograd.Function):
         weight, bias = ctx.params
         need_dw = bool(ctx.needs_input_grad[1])
         need_db = bool(ctx.needs_input_grad[2])
-        dx, dw, db = _b.layer_norm_backward(_rows(dy), x_, w_, mean, rstd, need_dw=need_dw, need_db=need_db)
+        dx, dw, db = _b.layer_norm_backward(_rows(dy), x_, w_, mean, rstd, need_dw=need_dw, need_db=need_db,
+                                            workspace=_workspace(_b.norm_bwd_workspace_size, x_))
         return dx, _grad_as(dw, weight), _grad_as(db, bias), None
 
 
@@ -164,7 +175,8 @@ class _RMSNorm(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy):
         x_, w_, rstd = ctx.saved_tensors
-        dx, dw = _b.rms_norm_backward(_rows(dy), x_, w_, rstd, need_dw=bool(ctx.needs_input_grad[1]))
+        dx, dw = _b.rms_norm_backward(_rows(dy), x_, w_, rstd, need_dw=bool(ctx.needs_input_grad[1]),
+                                      workspace=_workspace(_b.norm_bwd_workspace_size, x_))
         return dx, _grad_as(dw, ctx.weight), None
 
 
@@ -197,7 +209,8 @@ class _DropoutAct(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dy):
         x_, b_ = ctx.saved_tensors
-        dx, db = _b.dropout_act_backward(_rows(dy), x_, b_, need_dbias=bool(ctx.needs_input_grad[1]), **ctx.kw)
+        dx, db = _b.dropout_act_backward(_rows(dy), x_, b_, need_dbias=bool(ctx.needs_input_grad[1]),
+                                         workspace=_workspace(_b.dropout_bwd_workspace_size, x_), **ctx.kw)
         return (dx, _grad_as(db, ctx.bias)) + (None,) * 7
 
 
@@ -226,7 +239,8 @@ class _Attention(torch.autograd.Function):
     def backward(ctx, do, dlse):
         q_, k_, v_, o, lse = ctx.saved_tensors
         dq, dk, dv = _b.attention_backward(q_, k_, v_, o, lse, do.contiguous(), ctx.layout, scale=ctx.scale,
-                                           causal=ctx.causal)
+                                           causal=ctx.causal,
+                                           workspace=_workspace(_b.attention_bwd_workspace_size, q_))
         return dq, dk, dv, None, None, None
 
 

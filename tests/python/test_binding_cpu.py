@@ -503,5 +503,331 @@ class TestKernelAPI(Case):
         self.assertEqual(cm.exception.status_name, "TJ_ERR_BOUNDS")
 
 
+# ---------------------------------------------------------------- review regressions
+
+BENCH = os.path.join(HERE, "..", "..", "bench")
+
+
+class _Stop(Exception):
+    pass
+
+
+class FakeTorchModule:
+    """Installs a stand-in "torch" module (only where torch is not
+    installed) whose Tensor class the binding takes for torch tensors."""
+
+    def __enter__(self):
+        import importlib.util
+        import types
+        if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+            raise unittest.SkipTest("torch is installed: test_binding_torch.py covers this")
+        self.mod = types.ModuleType("torch")
+
+        class Tensor:
+            def __init__(self, address, nbytes, contiguous=True, device="cpu"):
+                self.address, self.nbytes, self.contiguous = address, nbytes, contiguous
+                self.device = types.SimpleNamespace(type=device, index=0 if device == "cuda" else None)
+
+            def is_contiguous(self):
+                return self.contiguous
+
+            def data_ptr(self):
+                return self.address
+
+            def numel(self):
+                return self.nbytes
+
+            def element_size(self):
+                return 1
+        self.mod.Tensor = Tensor
+        sys.modules["torch"] = self.mod
+        return self.mod
+
+    def __exit__(self, *exc):
+        del sys.modules["torch"]
+        return False
+
+
+class TestReviewRegressions(Case):
+    def attn_inputs(self, B=1, H=1, S=32, D=32, seed=60):
+        n = B * H * S * D
+        q, k, v, g = (rnd(n, seed + i, -1, 1) for i in range(4))
+        return [host(t, (B, H, S, D)) for t in (q, k, v, g)]
+
+    def test_temporary_attn_layout_lives_through_the_call(self):
+        # fix 1: a layout built for the call (a Pattern-like object whose
+        # attn_layout() returns a new AttnLayout) must not be freed before
+        # the C call that uses its native layout
+        S, bs = 32, 16
+        created, freed = [], []
+
+        class Tracked(tj.AttnLayout):
+            def __init__(self, *a):
+                super().__init__(*a)
+                self.serial = len(created)
+                created.append(self.serial)
+
+            def free(self):
+                freed.append(self.serial)
+                super().free()
+
+        class TempPattern:
+            def attn_layout(self):
+                return Tracked(None, 1, S // bs, bs)
+
+        alive_at_call = []
+        real = tj.Blocks.call
+
+        def spy(h, name, *args):
+            if name in ("tj_attention_fwd", "tj_attention_bwd"):
+                alive_at_call.append((name, created[-1] not in freed))
+            return real(h, name, *args)
+        Q, K_, V, G = self.attn_inputs()
+        tj.Blocks.call = spy
+        try:
+            o, lse = tj.attention(Q, K_, V, TempPattern(), causal=True)
+            dq, dk, dv = tj.attention_backward(Q, K_, V, o, lse, G, TempPattern(), causal=True)
+        finally:
+            tj.Blocks.call = real
+        self.assertEqual(alive_at_call, [("tj_attention_fwd", True), ("tj_attention_bwd", True)])
+        o2, _ = tj.attention(Q, K_, V, None, causal=True)
+        self.assertEqual(o.tolist(), o2.tolist())
+
+    def test_pattern_attn_layout_built_once_across_threads(self):
+        import threading
+        import time
+        pat = tj.patterns.local_1d(64, 17, 16)
+        real = tj.patterns.AttnLayout
+
+        def slow(*a):   # widens the window between the check and the assignment
+            time.sleep(0.02)
+            return real(*a)
+        tj.patterns.AttnLayout = slow
+        try:
+            start, got = threading.Barrier(6), []
+
+            def worker():
+                start.wait()
+                got.append(pat.attn_layout())
+            ts = [threading.Thread(target=worker) for _ in range(6)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        finally:
+            tj.patterns.AttnLayout = real
+        self.assertEqual(len(got), 6)
+        self.assertEqual(len({id(x) for x in got}), 1)
+
+    def test_to_layout_checks_the_mask_length(self):
+        # fix 2: the library reads heads * S * S bytes of the mask
+        S, bs = 32, 16
+        m = tj.patterns.local_1d(S, 9, bs, mask=True).mask
+        self.assertEqual(tj.patterns.to_layout(m, S, bs), tj.patterns.local_1d(S, 9, bs).layout)
+        for bad in (m[:-1], m[:S], b"", m + b"\x01", [1] * (S * S - 1)):
+            with self.assertRaises(ValueError):
+                tj.patterns.to_layout(bad, S, bs)
+        with self.assertRaises(ValueError):
+            tj.patterns.to_layout(m, S, bs, heads=2)            # one head's mask for two heads
+        # sizes the C parameters would wrap (and the buffers be sized from the unwrapped value)
+        with self.assertRaises(ValueError):
+            tj.patterns.to_layout(m, S, bs, heads=(1 << 32) + 1)
+        with self.assertRaises(ValueError):
+            tj.patterns.causal_1d(S, (1 << 64) + 16)
+        with self.assertRaises(ValueError):
+            tj.patterns.random(S, 0.5, heads=-(1 << 32) + 2, bs=bs)
+        with self.assertRaises(ValueError):
+            tj.patterns.global_tokens(S, [(1 << 64) + 1], bs)
+        with self.assertRaises(ValueError):
+            tj.patterns.local_1d(S + 0.5, 9, bs)
+        # bad but representable parameters are still the library's to report
+        with self.assertRaises(TilejitError):
+            tj.patterns.to_layout(m, S, 5)
+        with self.assertRaises(TilejitError):
+            tj.patterns.random(S, 0.5, heads=0, bs=bs)
+        with self.assertRaises(TilejitError):
+            tj.patterns.axial_2d(-4, -8, bs=bs)
+
+    def test_torch_workspace_checked(self):
+        # fix 4: a torch workspace must be contiguous and on the call's device
+        import ctypes as C
+        M, K = 4, 16
+        x, w, dy = rnd(M * K, 70), rnd(K, 71, 0.5, 1.5), rnd(M * K, 72)
+        X, W, DY = host(x, (M, K)), host(w, (K,)), host(dy, (M, K))
+        y, rstd = tj.rms_norm(X, W)
+        want, _ = tj.rms_norm_backward(DY, X, W, rstd)
+        buf = C.create_string_buffer(4096 + 16)
+        addr = (C.addressof(buf) + 15) & ~15
+        with FakeTorchModule() as torch:
+            with self.assertRaises(ValueError) as cm:
+                tj.rms_norm_backward(DY, X, W, rstd, workspace=torch.Tensor(addr, 4096, contiguous=False))
+            self.assertIn("contiguous", str(cm.exception))
+            with self.assertRaises(ValueError) as cm:
+                tj.rms_norm_backward(DY, X, W, rstd, workspace=torch.Tensor(addr, 4096, device="cuda"))
+            self.assertIn("device", str(cm.exception))
+            dx, _ = tj.rms_norm_backward(DY, X, W, rstd, workspace=torch.Tensor(addr, 4096))
+        self.assertEqual(dx.tolist(), want.tolist())
+
+    def test_block_call_leaves_the_scalars_dict_alone(self):
+        # fix 5
+        x = rnd(12, 73)
+        X, Y = host(x, (3, 4)), HostTensor.empty((3, 4))
+        scalars = {"log": 1}
+        tj.block_call("softmax", [X, Y, None], scalars)
+        self.assertEqual(scalars, {"log": 1})
+        self.close(Y.tolist(), ref_softmax(x, 4, log=True), what="block_call log-softmax")
+        bad = {"log": 1, "nope": 2}
+        with self.assertRaises(ValueError):
+            tj.block_call("softmax", [X, Y, None], bad)
+        self.assertEqual(bad, {"log": 1, "nope": 2})
+
+    def test_close_drops_layouts_without_the_handle_lock(self):
+        # fix 6: AttnLayout.native() takes the layout's lock, then the
+        # handle's; close() must not hold the handle's while it takes a
+        # layout's (lock-order inversion)
+        import threading
+        h = tj.Blocks("cpu")
+        lay = tj.AttnLayout(None, 1, 2, 16)
+        lay.native(h)
+        real_drop, probes = lay._drop, []
+
+        def drop(handle):
+            def probe():
+                ok = h.lock.acquire(blocking=False)
+                probes.append(ok)
+                if ok:
+                    h.lock.release()
+            t = threading.Thread(target=probe)
+            t.start()
+            t.join()
+            real_drop(handle)
+        lay._drop = drop
+        try:
+            h.close()
+        finally:
+            del lay._drop   # (the closure would keep lay in a cycle, dropped at exit)
+        self.assertEqual(probes, [True])
+        self.assertNotIn(id(h), lay._native)
+        self.assertFalse(h.b)
+
+    def test_launch_passes_its_stream_to_dlpack(self):
+        # fix 7: DLPack producers are asked for the launch's stream
+        class CudaProducer:
+            shape = (4,)
+
+            def __init__(self):
+                self.streams = []
+
+            def __dlpack_device__(self):
+                return (2, 0)   # kDLCUDA
+
+            def __dlpack__(self, stream=None):
+                self.streams.append(stream)
+                raise _Stop()
+        k = tj.Context().compile(source=TestKernelAPI.SRC, flags=2)
+        for call, want in ((lambda p: k.launch((1,), p, p, 1.0, 4, stream=1234), 1234),
+                           (lambda p: k.prepare((1,), p, p, 1.0, 4, stream=77), 77),
+                           (lambda p: k.launch((1,), p, p, 1.0, 4), 1)):   # legacy default stream: 1
+            p = CudaProducer()
+            with self.assertRaises(_Stop):
+                call(p)
+            self.assertEqual(p.streams, [want])
+
+
+class TestBenchScripts(unittest.TestCase):
+    """bench/harness.py and bench/report.py pieces that run without torch."""
+
+    @classmethod
+    def setUpClass(cls):
+        sys.path.insert(0, BENCH)
+        import harness
+        import report
+        cls.harness, cls.report = harness, report
+
+    def test_eager_causal_softmax_mask_built_once(self):
+        # fix 9: the causal mask is built outside the timed function
+        import types
+        counts = {"ones": 0}
+
+        class T:
+            def __init__(self, shape):
+                self.shape, self.device, self.masks = shape, "cuda", []
+
+            def triu(self, k):
+                return self
+
+            def masked_fill(self, m, v):
+                self.masks.append(m)
+                return self
+
+        def ones(*shape, dtype=None, device=None):
+            counts["ones"] += 1
+            return T(shape)
+        fake = types.SimpleNamespace(bool="bool", ones=ones, softmax=lambda t, d: t, log_softmax=lambda t, d: t)
+        x = T((2, 8, 8))
+        f = self.harness.eager_softmax(fake, x, "causal")
+        self.assertEqual(counts["ones"], 1)
+        for _ in range(3):
+            f()
+        self.assertEqual(counts["ones"], 1)
+        self.assertEqual(len(x.masks), 3)
+        self.assertTrue(all(m is x.masks[0] for m in x.masks))
+        m = self.harness.causal_mask(fake, x)
+        g = self.harness.eager_softmax(fake, x, "causal", m)
+        g()
+        self.assertEqual(counts["ones"], 2)
+        self.assertIs(x.masks[-1], m)
+
+    def test_softmax_part_times_no_mask_construction(self):
+        # fix 9, in part_softmax itself: no function it times (a lambda or
+        # nested def outside torch.compile's argument) builds the mask
+        import ast
+        with open(os.path.join(BENCH, "harness.py")) as f:
+            tree = ast.parse(f.read())
+        part = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "part_softmax")
+        exempt = set()
+        for n in ast.walk(part):
+            if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "compile_fn":
+                exempt |= {id(s) for s in ast.walk(n)}
+            if isinstance(n, ast.FunctionDef) and n.name == "torch_ref":   # compile's graph
+                exempt |= {id(s) for s in ast.walk(n)}
+        banned = {"torch_ref", "causal_mask", "ones", "triu", "eager_softmax"}
+        for n in ast.walk(part):
+            if n is part or id(n) in exempt or not isinstance(n, (ast.Lambda, ast.FunctionDef)):
+                continue
+            for c in ast.walk(n):
+                if isinstance(c, ast.Call):
+                    name = getattr(c.func, "id", None) or getattr(c.func, "attr", None)
+                    self.assertNotIn(name, banned, f"line {c.lineno}: {name} in a timed function")
+
+    def parts(self, tj_failed):
+        rows, checks = [], []
+        for sh, tv, pv in (((2, 64), 200.0, 100.0), ((4, 64), 50.0, 100.0)):
+            for impl, v in (("tilejit", tv), ("torch", pv)):
+                rows.append({"block": "softmax", "variant": "plain", "mode": "fwd", "dtype": "float16",
+                             "shape": list(sh), "impl": impl, "ms": 1.0, "metric": "GB/s", "value": v})
+            checks.append({"block": "softmax", "variant": "plain", "mode": "fwd", "dtype": "float16",
+                           "shape": list(sh), "impl": "tilejit", "what": "", "max_err": 0.5 if tj_failed and
+                           sh == (2, 64) else 0.0, "tol": 0.01, "ok": not (tj_failed and sh == (2, 64))})
+        return {"softmax": [{"part": "softmax", "smoke": False, "copy_gbps": 1000.0, "env": {}, "rows": rows,
+                             "checks": checks, "errors": []}]}
+
+    def test_report_skips_tilejit_failures_in_wins_and_means(self):
+        # fix 10 (and 12: the copy tensor's size)
+        ok, _ = self.report.render(self.parts(False), "benchmarks", {})
+        self.assertIn("ahead of the best peer at 1 and behind at 1.", ok)
+        self.assertIn("ahead of every peer at 1/2 shapes; geometric mean 1.00x", ok)
+        self.assertNotIn("left out of the win counts", ok)
+        bad, _ = self.report.render(self.parts(True), "benchmarks", {})
+        self.assertIn("Over all 1 (block, shape) points with a peer: tilejit is ahead of the best peer at 0 and "
+                      "behind at 1.", bad)
+        self.assertIn("ahead of every peer at 0/1 shapes; geometric mean 0.50x", bad)
+        self.assertIn("| 2x64 | 200† | 100 |", bad)          # still shown, marked
+        self.assertIn("tilejit's own result failed its check at 1 (block, shape) point: softmax plain fwd "
+                      "float16 2x64. These are left out of the win counts and geometric means", bad)
+        self.assertIn("(y.copy_(x), 64 MiB fp16)", bad)
+        self.assertNotIn("256 MiB", bad)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

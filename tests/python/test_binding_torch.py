@@ -203,6 +203,45 @@ class TestNorms(unittest.TestCase):
         self.assertTrue(torch.equal(dw, dw2) and torch.equal(db, db2))   # deterministic, either scratch
         self.assertTrue(torch.equal(dx, dx2))
 
+    def test_workspace_checked(self):
+        x = torch.randn(64, 1024, device="cuda", dtype=torch.float16)
+        w = torch.ones(1024, device="cuda", dtype=torch.float16)
+        y, rstd = tilejit.rms_norm(x, w)
+        dy = torch.randn_like(x)
+        n = max(tilejit.norm_bwd_workspace_size(x), 16)
+        with self.assertRaises(ValueError):   # not contiguous
+            tilejit.rms_norm_backward(dy, x, w, rstd,
+                                      workspace=torch.empty(2 * n, device="cuda", dtype=torch.uint8)[::2])
+        with self.assertRaises(ValueError):   # another device
+            tilejit.rms_norm_backward(dy, x, w, rstd, workspace=torch.empty(n, dtype=torch.uint8))
+
+    def test_backward_uses_a_per_call_workspace(self):
+        # the autograd backward passes hand the library a workspace of their own
+        calls = []
+        real = tilejit.blocks._run
+
+        def spy(c, name, args, workspace=None):
+            calls.append((name, workspace))
+            return real(c, name, args, workspace)
+        tilejit.blocks._run = spy
+        try:
+            x = torch.randn(64, 1024, device="cuda", dtype=torch.float16, requires_grad=True)
+            w = torch.ones(1024, device="cuda", dtype=torch.float16, requires_grad=True)
+            b = torch.zeros(1024, device="cuda", dtype=torch.float16, requires_grad=True)
+            tjt.layer_norm(x, (1024,), w, b).sum().backward()
+            tjt.rms_norm(x, (1024,), w).sum().backward()
+            tjt.dropout_act(x, b, p=0.1, activation="gelu").sum().backward()
+            q = torch.randn(1, 2, 128, 64, device="cuda", dtype=torch.float16, requires_grad=True)
+            tjt.attention(q, q, q).sum().backward()
+        finally:
+            tilejit.blocks._run = real
+        bwd = {n: ws for n, ws in calls if n.endswith("_bwd")}
+        self.assertEqual(set(bwd), {"tj_layernorm_bwd", "tj_rmsnorm_bwd", "tj_dropout_bwd", "tj_attention_bwd"})
+        self.assertIsNotNone(bwd["tj_attention_bwd"])   # B * H * S floats: never 0 bytes
+        for n, ws in bwd.items():   # None only where the size query said 0 bytes
+            if ws is not None:
+                self.assertTrue(ws.is_cuda and ws.dtype == torch.uint8 and ws.data_ptr() % 16 == 0, n)
+
 
 class TestDropout(unittest.TestCase):
     ACTS = {"none": lambda v: v, "relu": F.relu, "leaky_relu": lambda v: F.leaky_relu(v, 0.01), "gelu": F.gelu,
