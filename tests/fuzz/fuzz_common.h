@@ -53,13 +53,18 @@ static void fuzz_env(void) {
   unsetenv("TILEJIT_DUMP");
 }
 
-// Whether a diagnostic line (not an echoed source line, which starts with
-// spaces and may hold any text) reports an internal error.
+// Whether a diagnostic reports an internal error: a header line (echoed
+// source lines start with spaces and may hold any text) whose first
+// "error: " is followed by "internal error" (a later one may be user text,
+// such as a static_assert message).
 static bool fuzz_internal(const char *msg) {
   for (const char *l = msg; *l;) {
     size_t n = strcspn(l, "\n");
-    for (const char *p = l; *l != ' ' && p + 21 <= l + n; p++)
-      if (*p == 'e' && !memcmp(p, "error: internal error", 21)) return true;
+    for (const char *p = l; *l != ' ' && p + 7 <= l + n; p++)
+      if (*p == 'e' && !memcmp(p, "error: ", 7)) {
+        if (p + 21 <= l + n && !memcmp(p + 7, "internal error", 14)) return true;
+        break;
+      }
     l += n;
     if (*l) l++;
   }
