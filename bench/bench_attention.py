@@ -42,17 +42,9 @@ ANCHORS_MS = {  # shared/ANCHORS.md, H200, B4 H16 D64 S16384 fp16
 from bench_blocks import dl  # noqa: E402,F401  (DLTensor views of torch tensors, from the tilejit package)
 
 
-class Attn:
+class Attn(tj.BlocksHandle):
     def __init__(self, path):
-        lib = tj.load(path)   # prototypes come from the tilejit package
-        self.lib = lib
-        self.ctx = tj.context(lib)
-        self.b = V()
-        self.check(lib.tj_blocks_create(self.ctx, C.byref(self.b)))
-
-    def check(self, st):
-        if st != 0:
-            raise RuntimeError(self.lib.tj_blocks_last_error(self.b).decode())
+        super().__init__(tj.load(path))   # prototypes come from the tilejit package
 
     def layout(self, bits, heads, nb, bs):
         out = C.c_void_p()
@@ -64,10 +56,6 @@ class Attn:
         buf = C.create_string_buffer(nb * nb)
         self.check(self.lib.tj_pattern_local_1d(self.b, S, window, bs, None, buf))
         return buf, nb
-
-    @staticmethod
-    def stream():
-        return C.c_void_p(torch.cuda.current_stream().cuda_stream)
 
     def fwd(self, q, k, v, lay, causal, o, lse):
         self.check(self.lib.tj_attention_fwd(self.b, C.byref(q), C.byref(k), C.byref(v), lay, 0.0, causal,

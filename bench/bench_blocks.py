@@ -62,26 +62,7 @@ def load_blocks(path):
     return tj.load(path)   # prototypes come from the tilejit package
 
 
-class Blocks:
-    def __init__(self, lib):
-        self.lib = lib
-        self.ctx = tj.context(lib)
-        self.b = C.c_void_p()
-        if lib.tj_blocks_create(self.ctx, C.byref(self.b)) != 0:
-            raise RuntimeError("tj_blocks_create failed")
-
-    def check(self, st):
-        if st != 0:
-            raise RuntimeError(self.lib.tj_blocks_last_error(self.b).decode())
-
-    @staticmethod
-    def stream():
-        return C.c_void_p(torch.cuda.current_stream().cuda_stream)
-
-    @staticmethod
-    def ref(d):
-        return C.byref(d) if d is not None else None
-
+class Blocks(tj.BlocksHandle):
     def softmax_fwd(self, x, y, log=False, causal=False):
         o = SoftmaxOpts(int(log), int(causal), None)
         self.check(self.lib.tj_softmax_fwd(self.b, C.byref(x), C.byref(y), C.byref(o), self.stream()))

@@ -47,22 +47,7 @@ def load(path):
     return tj.load(path)   # prototypes come from the tilejit package
 
 
-class Dropout:
-    def __init__(self, lib):
-        self.lib = lib
-        self.ctx = tj.context(lib)
-        self.b = C.c_void_p()
-        if lib.tj_blocks_create(self.ctx, C.byref(self.b)) != 0:
-            raise RuntimeError("tj_blocks_create failed")
-
-    def check(self, st):
-        if st != 0:
-            raise RuntimeError(self.lib.tj_blocks_last_error(self.b).decode())
-
-    @staticmethod
-    def ref(d):
-        return C.byref(d) if d is not None else None
-
+class Dropout(tj.BlocksHandle):
     def fwd(self, x, b, y, o):
         s = C.c_void_p(torch.cuda.current_stream().cuda_stream)
         self.check(self.lib.tj_dropout_fwd(self.b, C.byref(x), self.ref(b), C.byref(y), C.byref(o), s))

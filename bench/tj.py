@@ -58,3 +58,28 @@ def context(lib):
     if lib.tj_ctx_create(C.byref(ctx)) != 0:
         raise RuntimeError("tj_ctx_create failed")
     return ctx
+
+
+class BlocksHandle:
+    """A tj_blocks handle on its own context, for the block benchmarks: a
+    non-OK status raises with the handle's message."""
+
+    def __init__(self, lib):
+        self.lib = lib
+        self.ctx = context(lib)
+        self.b = C.c_void_p()
+        if lib.tj_blocks_create(self.ctx, C.byref(self.b)) != 0:
+            raise RuntimeError("tj_blocks_create failed")
+
+    def check(self, st):
+        if st != 0:
+            raise RuntimeError(self.lib.tj_blocks_last_error(self.b).decode())
+
+    @staticmethod
+    def stream():
+        import torch
+        return C.c_void_p(torch.cuda.current_stream().cuda_stream)
+
+    @staticmethod
+    def ref(d):
+        return C.byref(d) if d is not None else None
