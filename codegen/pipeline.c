@@ -40,6 +40,7 @@
 #include "layout.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct PipeLoad {
@@ -355,6 +356,19 @@ static bool eval_at(Cg *cg, TirInst *ld, LLVMValueRef iv, LLVMValueRef **P, LLVM
   return cg->err == TJ_OK && *P && (!mask || *Mk);
 }
 
+// `@own cp.async` of vec bytes (src-size `size`) from global p to shared dst.
+static void owned_copy(Cg *cg, int vec, LLVMValueRef dst, LLVMValueRef p, LLVMValueRef size, LLVMValueRef own) {
+  char text[96];
+  snprintf(text, sizeof text, "@$3 cp.async.%s.shared.global [$0], [$1], %d, $2;", vec == 16 ? "cg" : "ca", vec);
+  static const char cons[] = "l,l,r,b,~{memory}";
+  LLVMTypeRef at[4] = {LLVMTypeOf(dst), LLVMTypeOf(p), cg->i32, cg->i1};
+  LLVMValueRef args[4] = {dst, p, size, own};
+  LLVMTypeRef fty = LLVMFunctionType(cg->voidt, at, 4, 0);
+  LLVMValueRef asmv = LLVMGetInlineAsm(fty, text, strlen(text), (char *)cons, strlen(cons), 1, 0,
+                                       LLVMInlineAsmDialectATT, 0);
+  LLVMBuildCall2(cg->b, fty, asmv, args, 4, "");
+}
+
 // cp.async of the load's tile (pointers P, mask Mk) into the stage at byte
 // offset `stage` (i32); `valid` (i1, may be NULL) masks off every element.
 static void issue(Cg *cg, const PipeLoad *pl, LLVMValueRef stage, LLVMValueRef *P, LLVMValueRef *Mk,
@@ -366,6 +380,13 @@ static void issue(Cg *cg, const PipeLoad *pl, LLVMValueRef stage, LLVMValueRef *
                      : pl->vec == 8 ? "llvm.nvvm.cp.async.ca.shared.global.8.s"
                                     : "llvm.nvvm.cp.async.ca.shared.global.4.s";
   LLVMValueRef base = LLVMBuildAdd(b, stage, cg_i32(cg, pl->off), "");
+  // A replicated layout (a tile smaller than the thread grid) copies from
+  // the owning threads only: replicas would write the same bytes again, a
+  // write-write hazard (compute-sanitizer racecheck) and wasted traffic.
+  // A replica may not take the zero-size form, which zero-fills: it skips
+  // the instruction (a predicated cp.async).
+  LLVMValueRef own = cg_owner(cg, L);
+  if (LLVMIsAConstantInt(own) && LLVMConstIntGetZExtValue(own)) own = NULL;
   for (int i = 0; i < L->nelem; i += ve) {
     LLVMValueRef row = cg_coord(cg, L, i, 0), col = cg_coord(cg, L, i, 1);
     LLVMValueRef cb = LLVMBuildMul(b, col, cg_i32(cg, eb), "");
@@ -374,6 +395,10 @@ static void issue(Cg *cg, const PipeLoad *pl, LLVMValueRef stage, LLVMValueRef *
     if (valid) pred = pred ? LLVMBuildAnd(b, pred, valid, "") : valid;
     LLVMValueRef size = pred ? LLVMBuildSelect(b, pred, cg_i32(cg, pl->vec), cg_i32(cg, 0), "")
                              : cg_i32(cg, pl->vec);
+    if (own) {
+      owned_copy(cg, pl->vec, cg_smem_ptr(cg, off), P[i], size, own);
+      continue;
+    }
     LLVMValueRef args[3] = {cg_smem_ptr(cg, off), P[i], size};
     cg_intrinsic(cg, name, NULL, 0, args, 3);
   }
