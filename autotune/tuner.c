@@ -55,17 +55,20 @@ static tj_status table_put(tj_tuner *t, const int64_t *buckets, int best, tj_tun
   return TJ_OK;
 }
 
-static void set_last(tj_tuner *t, const tj_tune_result *r, int n, int best) {
+// TJ_ERR_NO_MEMORY (no message: the caller's own error may take precedence)
+// when the copy cannot be made; tj_tuner_results then shows none.
+static tj_status set_last(tj_tuner *t, const tj_tune_result *r, int n, int best) {
   t->last_src = NULL;
   tj_free(t->last);
   t->last = NULL;
   t->nlast = 0;
   t->last_best = best;
-  if (!r || n <= 0) return;
+  if (!r || n <= 0) return TJ_OK;
   t->last = tj_malloc(sizeof *r * (size_t)n);
-  if (!t->last) return;
+  if (!t->last) return TJ_ERR_NO_MEMORY;
   memcpy(t->last, r, sizeof *r * (size_t)n);
   t->nlast = n;
+  return TJ_OK;
 }
 
 // Configurations that survive pruning for these buckets, in space order.
@@ -383,7 +386,8 @@ tj_status tune_select(tj_tuner *t, const int64_t *buckets, const TuneRun *run, u
   if (e) {
     t->stats.mem_hits++;
     if (t->last_src != e) {
-      set_last(t, e->results, e->nresults, e->best);
+      if (set_last(t, e->results, e->nresults, e->best) != TJ_OK)
+        return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
       t->last_src = e;
     }
     *best = e->best;
@@ -416,10 +420,13 @@ tj_status tune_select(tj_tuner *t, const int64_t *buckets, const TuneRun *run, u
       tune_file_free(&f);
       if (st == TJ_OK && b >= 0) {
         t->stats.disk_hits++;
-        set_last(t, res, nres, b);
-        *best = b;
         tj_free(cand);
         sb_free(&why);
+        if (set_last(t, res, nres, b) != TJ_OK) {
+          tj_free(res);
+          return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
+        }
+        *best = b;
         st = table_put(t, buckets, b, res, nres);
         t->last_src = table_find(t, buckets);
         return st;
@@ -438,6 +445,11 @@ tj_status tune_select(tj_tuner *t, const int64_t *buckets, const TuneRun *run, u
               t->base->name, why.data ? why.data : "?");
     } else if (st == TJ_ERR_IO) {
       rt_warn(ctx, "autotune: cannot read a stored result: %s", why.data ? why.data : "?");
+    } else if (st == TJ_ERR_NO_MEMORY) {
+      // Not "never tuned": tj_tuner_best would say TJ_ERR_NOT_FOUND.
+      tj_free(cand);
+      sb_free(&why);
+      return api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
     }
   }
   sb_free(&why);
@@ -448,7 +460,9 @@ tj_status tune_select(tj_tuner *t, const int64_t *buckets, const TuneRun *run, u
   tj_tune_result *res = NULL;
   int b = -1;
   st = bench_all(t, cand, ncand, run, &res, &b);
-  set_last(t, res, res ? ncand : 0, b);
+  // A failed run's results are kept too; its own error comes first.
+  if (set_last(t, res, res ? ncand : 0, b) != TJ_OK && st == TJ_OK)
+    st = api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory");
   tj_free(cand);
   if (st != TJ_OK) {
     tj_free(res);

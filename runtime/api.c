@@ -169,9 +169,11 @@ static tj_status run_frontend(tj_ctx *ctx, tj_kernel *k, const tj_compile_opts *
   TirFunc *f = sema_lower(a, &d, m, &so);
   if (a->failed) { st = api_error(ctx, TJ_ERR_NO_MEMORY, "out of memory in sema"); goto out; }
   if (!f || d.nerrors) { st = diag_error(ctx, &d, TJ_ERR_COMPILE); goto out; }
-  if ((o->flags & TJ_COMPILE_DEBUG) && !tir_verify(f, &d)) {
-    st = diag_error(ctx, &d, TJ_ERR_INTERNAL);
-    goto out;
+  if (o->flags & TJ_COMPILE_DEBUG) {
+    // The verifier's own scratch running out is not malformed IR.
+    tj_status vs = tir_verify_status(f, &d);
+    if (vs == TJ_ERR_NO_MEMORY) { st = api_error(ctx, vs, "out of memory while verifying the tile IR"); goto out; }
+    if (vs != TJ_OK) { st = diag_error(ctx, &d, TJ_ERR_INTERNAL); goto out; }
   }
   k->func = f;
   k->num_warps = f->num_warps;

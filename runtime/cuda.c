@@ -108,7 +108,11 @@ static bool env_is_off(const char *name) {
   return v && (!strcmp(v, "0") || !strcmp(v, "off") || !strcmp(v, "false") || !strcmp(v, "no"));
 }
 
-static char *default_cache_dir(void) {
+// *out NULL when the environment names no directory (no disk cache then).
+// Out of memory is an error, not "no disk cache": the context would quietly
+// run without one.
+static tj_status default_cache_dir(char **out) {
+  *out = NULL;
   StrBuf sb;
   sb_init(&sb);
   const char *v = getenv("TILEJIT_CACHE_DIR");
@@ -120,10 +124,11 @@ static char *default_cache_dir(void) {
     sb_printf(&sb, "%s/.cache/tilejit", v);
   } else {
     sb_free(&sb);
-    return NULL;
+    return TJ_OK;
   }
-  if (sb.failed) { sb_free(&sb); return NULL; }
-  return sb_steal(&sb);
+  if (sb.failed) { sb_free(&sb); return TJ_ERR_NO_MEMORY; }
+  *out = sb_steal(&sb);
+  return *out ? TJ_OK : TJ_ERR_NO_MEMORY;
 }
 
 tj_status rt_ctx_init(tj_ctx *ctx, int device) {
@@ -135,7 +140,11 @@ tj_status rt_ctx_init(tj_ctx *ctx, int device) {
   rt->cache_on = !env_is_off("TILEJIT_CACHE");
   rt->verbose = getenv("TILEJIT_VERBOSE") && *getenv("TILEJIT_VERBOSE") &&
                 !env_is_off("TILEJIT_VERBOSE");
-  rt->cache_dir = default_cache_dir();
+  if (default_cache_dir(&rt->cache_dir) != TJ_OK) {
+    pthread_mutex_destroy(&rt->mu);
+    tj_free(rt);
+    return TJ_ERR_NO_MEMORY;
+  }
   const char *mb = getenv("TILEJIT_CACHE_MAX_MB");
   if (mb && *mb) {
     char *end;
