@@ -1,61 +1,68 @@
 #!/usr/bin/env bash
-# The GPU test suites under NVIDIA compute-sanitizer, on the GPU machine,
+# The GPU test suite under NVIDIA compute-sanitizer, on the GPU machine,
 # after tools/gpu_build.sh here (shared/GPU.md): memcheck (out-of-bounds and
 # misaligned global/shared accesses, leaks of device memory) and racecheck
 # (shared-memory hazards: the reductions, the ldmatrix/mma staging, the
-# cp.async pipelines). Logs go to $1 (default gpu-out/).
+# cp.async pipelines). Logs go to OUTDIR (default gpu-out/).
 #
-#   usage: tools/gpu_sanitize.sh [OUTDIR] [--full]
+#   usage: tools/gpu_sanitize.sh [OUTDIR] [--quick]
 #
-# Under the sanitizer kernels run 10-100x slower, so by default the cases
-# that run the same kernels on the xFormers-sized and 32768x4096 tensors
-# (more programs, no new code paths) are left out; --full runs every case.
-# Tuning is off (TILEJIT_AUTOTUNE=0): it would only time the same kernels.
+# The cases are every GPU entry ctest has in build-gpu/ (one test case of a
+# Check suite each, CK_RUN_CASE, with ctest's environment), except those
+# that run python3. Each runs under both tools, JOBS (default 8) at a time,
+# each stopped after CASE_TIMEOUT seconds (default 540), which counts as a
+# failure. --quick leaves out the cases that run the same kernels on the
+# xFormers-sized and 32768x4096 tensors (more programs, no new code paths):
+# under the sanitizer kernels run 10-100x slower. Tuning is off
+# (TILEJIT_AUTOTUNE=0): it would only time the same kernels.
 set -uo pipefail
+cd "$(dirname "$0")/.."
 out=${1:-gpu-out}
-full=${2:-}
+quick=${2:-}
 mkdir -p "$out"
 cs=${COMPUTE_SANITIZER:-compute-sanitizer}
-export CK_FORK=no TILEJIT_AUTOTUNE=0 TJ_TEST_SANITIZER=1 TILEJIT_CACHE_DIR=${TILEJIT_CACHE_DIR:-/tmp/tilejit-sanitize}
-b=build-gpu/tests
-memcheck_cases=(
-  "test_kernels:"
-  "test_runtime:"
-  "test_autotune_gpu:"
-  "test_blocks_gpu:host_pointer_refused"
-  "test_blocks_gpu:softmax_row_lengths"
-  "test_blocks_gpu:norm_row_lengths"
-  "test_dropout_gpu:host_pointer_refused"
-  "test_dropout_gpu:gpu_matches_interpreter"
-  "test_attention_gpu:dense_and_causal"
-  "test_attention_gpu:pattern_layouts"
-  "test_attention_gpu:random_layout_empty_rows"
-)
-racecheck_cases=(
-  "test_kernels:"
-  "test_blocks_gpu:norm_row_lengths"
-  "test_dropout_gpu:gpu_matches_interpreter"
-  "test_attention_gpu:dense_and_causal"
-  "test_attention_gpu:random_layout_empty_rows"
-)
-if [ "$full" = --full ]; then
-  memcheck_cases+=("test_blocks_gpu:softmax_xformers_shapes" "test_blocks_gpu:layernorm_xformers_shapes"
-                   "test_dropout_gpu:benchmark_shape_masks")
-fi
-fail=0
-run() {  # run TOOL BIN:CASE
-  local tool=$1 bin=${2%%:*} case=${2#*:}
-  local log="$out/sanitize-$tool-$bin${case:+-$case}.log" t0=$SECONDS
-  local extra=()
+jobs=${JOBS:-8}
+tmo=${CASE_TIMEOUT:-540}
+export TILEJIT_AUTOTUNE=0 TJ_TEST_SANITIZER=1 TILEJIT_CACHE_DIR=${TILEJIT_CACHE_DIR:-/tmp/tilejit-sanitize}
+big='xformers_shapes|benchmark_shape'
+
+# One line per case: NAME<TAB>COMMAND<TAB>ENV (space-separated NAME=VALUE).
+cases=$( (cd build-gpu && ctest -L gpu --show-only=json-v1) | python3 -c '
+import json, sys
+for t in json.load(sys.stdin)["tests"]:
+    cmd = t.get("command") or []
+    if not cmd or "python" in cmd[0]:
+        continue
+    env = [v for p in t.get("properties", []) if p["name"] == "ENVIRONMENT" for v in p["value"]]
+    env = [e for e in env if not e.startswith("TILEJIT_CACHE_DIR=")]
+    print(t["name"] + "\t" + " ".join(cmd) + "\t" + " ".join(env))
+')
+[ -n "$cases" ] || { echo "gpu_sanitize: no GPU cases in build-gpu (run tools/gpu_build.sh here first)" >&2; exit 2; }
+
+run() {  # run TOOL NAME COMMAND ENV: one line of result; the log in $out
+  local tool=$1 name=$2 cmd=$3 envs=$4 t0=$SECONDS
+  local log="$out/sanitize-$tool-${name//[:\/]/-}.log" extra=()
   [ "$tool" = memcheck ] && extra=(--leak-check full)
-  env ${case:+CK_RUN_CASE=$case} "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "${extra[@]}" \
-    "$b/$bin" > "$log" 2>&1
-  local rc=$?
-  local summary
+  # shellcheck disable=SC2086
+  env $envs timeout "$tmo" "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "${extra[@]}" $cmd \
+    > "$log" 2>&1
+  local rc=$? summary
   summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$log" | tail -n 1)
-  echo "== $tool $bin ${case:-all}: exit $rc ($((SECONDS - t0)) s) ${summary}"
-  [ $rc -eq 0 ] || { fail=1; tail -n 30 "$log"; }
+  echo "== $tool $name: exit $rc ($((SECONDS - t0)) s) ${summary}"
+  [ $rc -eq 0 ] || { echo "FAIL $tool $name"; tail -n 30 "$log"; }
 }
-for c in "${memcheck_cases[@]}"; do run memcheck "$c"; done
-for c in "${racecheck_cases[@]}"; do run racecheck "$c"; done
-exit $fail
+export -f run
+export out cs tmo
+
+n=0
+while IFS=$'\t' read -r name cmd envs; do
+  [ "$quick" = --quick ] && [[ "$name" =~ $big ]] && continue
+  for tool in memcheck racecheck; do printf '%s\t%s\t%s\t%s\n' "$tool" "$name" "$cmd" "$envs"; n=$((n + 1)); done
+done <<< "$cases" > "$out/cases.tsv"
+echo "gpu_sanitize: $(wc -l < "$out/cases.tsv") runs, $jobs at a time"
+tr '\t\n' '\0\0' < "$out/cases.tsv" | xargs -0 -n 4 -P "$jobs" bash -c 'run "$@"' _ | tee "$out/summary.txt"
+if grep -q '^FAIL' "$out/summary.txt"; then
+  echo "gpu_sanitize: $(grep -c '^FAIL' "$out/summary.txt") failing runs"
+  exit 1
+fi
+echo "gpu_sanitize: all clean"

@@ -18,6 +18,7 @@
 #define _GNU_SOURCE
 #include <ftw.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,13 @@ static int keep_whole_rows(const tj_tuner *t, const tj_tune_config *c, const int
   return block >= sizes[0];
 }
 
+// Under compute-sanitizer (tools/gpu_sanitize.sh sets TJ_TEST_SANITIZER)
+// kernels run 10-100x slower and timings mean nothing: the tuner and the
+// re-measurement take a few runs each, and the 5% check is left out.
+static bool under_sanitizer(void) { return getenv("TJ_TEST_SANITIZER") != NULL; }
+static int bench_warmup(void) { return under_sanitizer() ? 1 : 5; }
+static int bench_reps(void) { return under_sanitizer() ? 2 : 50; }
+
 static tj_tuner *make_tuner(tj_ctx *ctx) {
   char *path = tj_test_path("tests/dsl/kernels/softmax_tunable.tj");
   const char *defs[] = { "T=f16" };
@@ -164,7 +172,7 @@ static tj_tuner *make_tuner(tj_ctx *ctx) {
   if (st != TJ_OK) return NULL;
   tj_tuner_set_prune(t, keep_whole_rows, NULL);
   tj_tuner_set_written(t, 1u << 0);   // y
-  tj_tuner_set_bench(t, 5, 50);
+  tj_tuner_set_bench(t, bench_warmup(), bench_reps());
   return t;
 }
 
@@ -228,7 +236,7 @@ START_TEST(tune_softmax_and_reuse) {
   tj_tuner_stats(t, &s);
   ck_assert_int_eq(s.tunings, 1);
   ck_assert_int_eq(s.configs_timed, (uint64_t)usable);
-  ck_assert_uint_ge(s.timing_launches, (uint64_t)usable * 55);
+  ck_assert_uint_ge(s.timing_launches, (uint64_t)usable * (uint64_t)(bench_warmup() + bench_reps()));
   ck_assert_int_eq(s.disk_writes, 1);
   char path[1024];
   ck_assert_int_eq(tj_tuner_key_path(t, (int64_t[]){ COLS }, 1, path, sizeof path), TJ_OK);
@@ -247,11 +255,12 @@ START_TEST(tune_softmax_and_reuse) {
   int n = tj_tuner_num_configs(t);
   ck_assert_int_le(n, TJ_TUNE_MAX_CONFIGS);
   for (int i = 0; i < n; i++) remeasured[i] = -1;
-  for (int round = 0; round < 3; round++) {
+  int rounds = under_sanitizer() ? 1 : 3, reps = under_sanitizer() ? 2 : 100;
+  for (int round = 0; round < rounds; round++) {
     for (int i = 0; i < nres; i++) {
       if (res[i].status != TJ_OK) continue;
       double ms = -1;
-      st = tj_tuner_measure(t, res[i].index, grid, args, 4, NULL, 100, &ms);
+      st = tj_tuner_measure(t, res[i].index, grid, args, 4, NULL, reps, &ms);
       ck_assert_msg(st == TJ_OK, "re-measuring %d: %s", res[i].index, tj_ctx_last_error(ctx));
       double *m = &remeasured[res[i].index];
       if (*m < 0 || ms < *m) *m = ms;
@@ -264,7 +273,8 @@ START_TEST(tune_softmax_and_reuse) {
   printf("re-measured: chosen %s %.2f us, fastest %.2f us (ratio %.3f)\n", cs, remeasured[best] * 1e3,
          fastest * 1e3, remeasured[best] / fastest);
   ck_assert(fastest > 0 && remeasured[best] > 0);
-  ck_assert_msg(remeasured[best] <= 1.05 * fastest, "chosen %s is %.1f%% slower than the fastest", cs,
+  ck_assert_msg(under_sanitizer() || remeasured[best] <= 1.05 * fastest,
+                "chosen %s is %.1f%% slower than the fastest", cs,
                 100.0 * (remeasured[best] / fastest - 1));
 
   // A fresh context and tuner: the stored best, no benchmarking.
