@@ -191,6 +191,40 @@ START_TEST(random_layout_empty_rows) {
 }
 END_TEST
 
+// The forward pass's 256-row tiles (32 query rows per warp), which the
+// heuristic takes only for grids of >= 2 programs per SM (B x H x S / 256 >=
+// 264 on the H200): too large for the double reference, so the tile is
+// forced through TILEJIT_ATTN_CONFIG on the shapes above, every path: dense,
+// causal diagonal tiles, a bs 16 window and a per-head random layout with
+// empty rows (masked SUB and LUT tiles), D 32 and 64.
+START_TEST(wide_query_tiles) {
+  setenv("TILEJIT_ATTN_CONFIG", "256,64,8;64,64,8", 1);
+  Case c = { .dt = TJ_F16, .B = 2, .H = 2, .S = 512, .D = 64, .bs = 64, .what = "dense, 256-row tiles" };
+  run_case(&c);
+  c.causal = 1;
+  c.dt = TJ_BF16;
+  c.what = "causal, 256-row tiles";
+  run_case(&c);
+  Case c32 = { .dt = TJ_F16, .B = 1, .H = 2, .S = 1024, .D = 32, .bs = 32, .causal = 1, .q_bshd = 1,
+               .what = "causal D32, q [B, S, H, D], 256-row tiles" };
+  run_case(&c32);
+  enum { S = 512, BS = 16, NB = S / BS, H = 2 };
+  uint8_t *lay = malloc((size_t)H * NB * NB);
+  OK(tj_pattern_local_1d(blk, S, 129, BS, NULL, lay));
+  Case w = { .dt = TJ_F16, .B = 1, .H = 2, .S = S, .D = 64, .bits = lay, .lheads = 1, .bs = BS, .causal = 1,
+             .what = "sliding window bs 16, causal, 256-row tiles" };
+  run_case(&w);
+  uint64_t sd = 7;
+  for (int i = 0; i < H * NB * NB; i++) lay[i] = ref_rand(&sd, 0, 1) < 0.2;
+  for (int j = 0; j < NB; j++) lay[NB * NB + 3 * NB + j] = 0;   // head 1, layout row 3: empty
+  Case r = { .dt = TJ_F16, .B = 1, .H = H, .S = S, .D = 64, .bits = lay, .lheads = H, .bs = BS,
+             .what = "random per-head layout bs 16, empty rows, 256-row tiles" };
+  run_case(&r);
+  free(lay);
+  unsetenv("TILEJIT_ATTN_CONFIG");
+}
+END_TEST
+
 START_TEST(host_pointer_refused) {
   DevT q, o, lse;
   Case c = { .dt = TJ_F16, .B = 1, .H = 1, .S = 64, .D = 64 };
@@ -217,7 +251,7 @@ int main(void) {
   if (gpu != 0) return gpu;
   Suite *s = suite_create("attention_gpu");
   const TTest *const tests[] = { host_pointer_refused, dense_and_causal, pattern_layouts,
-    random_layout_empty_rows };
+    random_layout_empty_rows, wide_query_tiles };
   tj_test_add_each(s, tests, (int)(sizeof tests / sizeof tests[0]), setup, teardown, 900);
   return tj_test_run(s);
 }
