@@ -147,11 +147,7 @@ def run(args):
     dtypes = [torch.float16, torch.bfloat16]
     rows = []
 
-    # Copy bandwidth of this run: a 2x4096x4096 fp16 tensor (256 MB read+write, beyond L2).
-    cx = torch.randn(2, 4096, 4096, device=dev, dtype=torch.float16)
-    cy = torch.empty_like(cx)
-    copy_bw = gbps(2 * cx.numel() * 2, bench(lambda: cy.copy_(cx)))
-    del cx, cy
+    copy_bw = tj.copy_bandwidth(bench)   # this run's copy (bench/tj.py: 256 MiB)
     print(f"copy bandwidth: {copy_bw:.0f} GB/s")
 
     sm_fn = torch.compile(lambda t: torch.softmax(t, -1))

@@ -152,10 +152,7 @@ def run(args):
     torch.manual_seed(0)
     dev = "cuda"
     rows = []
-    cx = torch.randn(2, 4096, 4096, device=dev, dtype=torch.float16)
-    cy = torch.empty_like(cx)
-    copy_bw = gbps(2 * cx.numel() * 2, bench(lambda: cy.copy_(cx)))
-    del cx, cy
+    copy_bw = tj.copy_bandwidth(bench)
     print(f"copy bandwidth: {copy_bw:.0f} GB/s")
     shapes = SHAPES[-2:] if args.quick else SHAPES
     compiled = {a: torch.compile(torch_fn(a)) for a in ACTS}

@@ -187,7 +187,7 @@ def render(parts, figdir_rel, figs):
             if d.get("copy_gbps"):
                 smoke = " (smoke run)" if d.get("smoke") else ""
                 md.append(f"| copy bandwidth, part {name}{smoke} | {d['copy_gbps']:.0f} GB/s (y.copy_(x), "
-                          f"64 MiB fp16) |")
+                          f"{d.get('copy_mib', 64)} MiB fp16) |")
     tol = first.get("tolerance")
     md += ["", "Method: `triton.testing.do_bench` medians, L2 flushed before every repetition; tilejit is called "
            "once untimed first (it tunes its tile config on the first call of a shape). GB/s counts the tensor "

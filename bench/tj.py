@@ -83,3 +83,23 @@ class BlocksHandle:
     @staticmethod
     def ref(d):
         return C.byref(d) if d is not None else None
+
+
+# The copy that every "% of copy" figure divides by: y.copy_(x) of a 256 MiB
+# fp16 tensor (512 MiB moved), the size of the largest benchmarked tensor
+# (32768 x 4096 fp16). A 64 MiB copy reads ~12% lower on the H200 (3650
+# against 4150 GB/s: launch and tail costs weigh more), which would flatter
+# every ratio.
+COPY_MIB = 256
+
+
+def copy_bandwidth(bench):
+    """GB/s of y.copy_(x), x a COPY_MIB fp16 tensor, timed with bench(fn) -> ms."""
+    import torch
+    x = torch.randn(COPY_MIB << 19, device="cuda", dtype=torch.float16)
+    y = torch.empty_like(x)
+    ms = bench(lambda: y.copy_(x))
+    n = 2 * x.numel() * x.element_size()
+    del x, y
+    return n / (ms * 1e-3) / 1e9
+
