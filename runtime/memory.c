@@ -24,6 +24,17 @@
 
 static CUdeviceptr dptr(const void *p) { return (CUdeviceptr)(uintptr_t)p; }
 
+// The copies and the memset run on the legacy default stream, where the
+// driver may return before the device holds the result (a copy from
+// pageable memory returns once the last chunk is staged; memsets and
+// device-to-device copies are asynchronous). A stream created with
+// tj_stream_create is non-blocking, so a kernel launched on it next would
+// not wait for them: this waits, keeping the documented promise that these
+// calls are synchronous.
+static CUresult synced(CUresult r) {
+  return r == CUDA_SUCCESS ? rt_driver()->cuStreamSynchronize(NULL) : r;
+}
+
 tj_status tj_device_malloc(tj_ctx *ctx, size_t nbytes, void **out) {
   if (!ctx) return TJ_ERR_INVALID_ARG;
   if (!out) return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_device_malloc: out is NULL");
@@ -63,7 +74,7 @@ static tj_status copy_args(tj_ctx *ctx, const char *fn, void *dst, const void *s
 tj_status tj_memcpy_htod(tj_ctx *ctx, void *dst, const void *src, size_t n) {
   tj_status st = copy_args(ctx, "tj_memcpy_htod", dst, src, n);
   if (st != TJ_OK || n == 0) return st;
-  WITH_CTX(ctx, "cuMemcpyHtoD", rt_driver()->cuMemcpyHtoD_v2(dptr(dst), src, n));
+  WITH_CTX(ctx, "cuMemcpyHtoD", synced(rt_driver()->cuMemcpyHtoD_v2(dptr(dst), src, n)));
 }
 
 tj_status tj_memcpy_dtoh(tj_ctx *ctx, void *dst, const void *src, size_t n) {
@@ -75,14 +86,14 @@ tj_status tj_memcpy_dtoh(tj_ctx *ctx, void *dst, const void *src, size_t n) {
 tj_status tj_memcpy_dtod(tj_ctx *ctx, void *dst, const void *src, size_t n) {
   tj_status st = copy_args(ctx, "tj_memcpy_dtod", dst, src, n);
   if (st != TJ_OK || n == 0) return st;
-  WITH_CTX(ctx, "cuMemcpyDtoD", rt_driver()->cuMemcpyDtoD_v2(dptr(dst), dptr(src), n));
+  WITH_CTX(ctx, "cuMemcpyDtoD", synced(rt_driver()->cuMemcpyDtoD_v2(dptr(dst), dptr(src), n)));
 }
 
 tj_status tj_memset_d8(tj_ctx *ctx, void *dst, unsigned char value, size_t n) {
   if (!ctx) return TJ_ERR_INVALID_ARG;
   if (n && !dst) return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_memset_d8: dst is NULL");
   if (n == 0) return TJ_OK;
-  WITH_CTX(ctx, "cuMemsetD8", rt_driver()->cuMemsetD8_v2(dptr(dst), value, n));
+  WITH_CTX(ctx, "cuMemsetD8", synced(rt_driver()->cuMemsetD8_v2(dptr(dst), value, n)));
 }
 
 tj_status tj_stream_create(tj_ctx *ctx, void **out) {

@@ -57,12 +57,13 @@ static void fill(float *v, int n, float scale) {
   for (int i = 0; i < n; i++) v[i] = scale * (float)((i * 37) % 1001) - 3.0f;
 }
 
-// z = x + y with vector_add.tj (BLOCK 1024) for n elements on `stream`.
-static void run_vector_add(tj_ctx *ctx, tj_kernel *k, int n, void *stream) {
+// z = x + y with vector_add.tj (BLOCK 1024) for n elements on `stream`; s
+// scales the inputs (runs that reuse freed buffers see new data).
+static void run_vector_add(tj_ctx *ctx, tj_kernel *k, int n, void *stream, float s) {
   size_t bytes = (size_t)n * sizeof(float);
   float *x = malloc(bytes), *y = malloc(bytes), *z = malloc(bytes);
-  fill(x, n, 0.5f);
-  fill(y, n, -0.25f);
+  fill(x, n, 0.5f * s);
+  fill(y, n, -0.25f * s);
   void *dx, *dy, *dz;
   CK(ctx, tj_device_malloc(ctx, bytes, &dx));
   CK(ctx, tj_device_malloc(ctx, bytes, &dy));
@@ -93,11 +94,29 @@ START_TEST(launch_on_caller_stream) {
   CK(ctx, tj_stream_create(ctx, &stream));
   ck_assert_ptr_nonnull(stream);
   // n divisible by 16 and not: two specialisations of the same kernel.
-  run_vector_add(ctx, k, 1 << 20, stream);
-  run_vector_add(ctx, k, 100003, stream);
-  run_vector_add(ctx, k, 1, stream);
+  run_vector_add(ctx, k, 1 << 20, stream, 1.0f);
+  run_vector_add(ctx, k, 100003, stream, 1.0f);
+  run_vector_add(ctx, k, 1, stream, 1.0f);
   // The default stream too.
-  run_vector_add(ctx, k, 5000, NULL);
+  run_vector_add(ctx, k, 5000, NULL, 1.0f);
+  CK(ctx, tj_stream_destroy(ctx, stream));
+  tj_kernel_free(k);
+  tj_ctx_free(ctx);
+}
+END_TEST
+
+// tj_memcpy_htod and tj_memset_d8 are synchronous: a kernel launched right
+// after them on a non-blocking stream reads what they wrote. (A copy from
+// pageable memory returns from the driver before its last chunk reaches
+// the device, and a memset is asynchronous: without the wait in memory.c
+// this read stale inputs now and then, or had its output overwritten.)
+// 64 MiB per tensor, four rounds with new contents.
+START_TEST(copies_complete_before_stream_launch) {
+  tj_ctx *ctx = new_ctx();
+  tj_kernel *k = compile_file(ctx, "examples/vector_add.tj", "BLOCK=1024");
+  void *stream = NULL;
+  CK(ctx, tj_stream_create(ctx, &stream));
+  for (int round = 1; round <= 4; round++) run_vector_add(ctx, k, 1 << 24, stream, (float)round);
   CK(ctx, tj_stream_destroy(ctx, stream));
   tj_kernel_free(k);
   tj_ctx_free(ctx);
@@ -349,6 +368,7 @@ static Suite *runtime_suite(void) {
   TCase *tc = tcase_create("gpu");
   tcase_set_timeout(tc, 120);
   tcase_add_test(tc, launch_on_caller_stream);
+  tcase_add_test(tc, copies_complete_before_stream_launch);
   tcase_add_test(tc, kernels_back_to_back);
   tcase_add_test(tc, interop_foreign_memory_and_stream);
   tcase_add_test(tc, launch_from_other_thread_and_context);
