@@ -511,6 +511,7 @@ static void pick_tiles(tj_blocks *b, tj_attn_layout *l, bool gpu, bool bwd, int6
   pthread_mutex_lock(&l->mu);
   BlkAttnCfg f = l->force;
   pthread_mutex_unlock(&l->mu);
+  bool dense = l->nnz == (int64_t)l->heads * l->nb * l->nb;   // every block active
   int c[3];
   if (f.bm > 0) {
     *bm = f.bm;
@@ -531,20 +532,22 @@ static void pick_tiles(tj_blocks *b, tj_attn_layout *l, bool gpu, bool bwd, int6
     // 128x128x8 297 / 298. D = 128 keeps 16 rows per warp (its
     // accumulator and q fragments would not fit 255 registers otherwise).
     // So does a layout with inactive blocks: a 256-row tile spans two or
-    // more layout rows and computes the union of their blocks (the +-512
-    // window of 128-blocks: 1.64 ms at 256 rows, 1.28 ms at 128). Grids
-    // under ~2 waves of one program per SM take the smaller tile.
-    bool dense = l->nnz == (int64_t)l->heads * l->nb * l->nb;
+    // more layout rows and computes the union of their blocks. There 4
+    // warps do best (the +-512 window of 128-blocks, D 64: 1.64 ms at
+    // 256x64x8, 1.28 ms at 128x64x8, 1.02 ms at 128x64x4). Grids under ~2
+    // waves of one program per SM take the smaller tile.
     *bm = D <= 64 && dense ? 256 : 128;
     *bn = 64;
-    *nw = 8;
+    *nw = D <= 64 && !dense ? 4 : 8;
     while (*bm > 128 && BH * (S / *bm) < 2 * (int64_t)blk_sm_count(b)) *bm /= 2;
   } else if (gpu) {
     // Backward (dQ and dK/dV kernels): square tiles, 8 warps; 128 wide
-    // with D <= 64. H200, B4 H16 S16384 D64 fp16, TFLOP/s (2.5x the forward
-    // flops), dense / causal: 128x128x8 208 / 186, 64x128x8 192 / 187,
-    // 128x64x8 168 / 153, 64x64x8 138 / 120, 64x64x4 206 / 143.
-    *bm = *bn = D <= 64 ? 128 : 64;
+    // on dense layouts with D <= 64. H200, B4 H16 S16384 D64 fp16, TFLOP/s
+    // (2.5x the forward flops), dense / causal: 128x128x8 208 / 186,
+    // 64x128x8 192 / 187, 128x64x8 168 / 153, 64x64x8 138 / 120, 64x64x4
+    // 206 / 143. A layout with inactive blocks has masked tiles whose
+    // three loops' cp.async buffers at 128 exceed sm_90's 227 KiB.
+    *bm = *bn = D <= 64 && dense ? 128 : 64;
     *nw = 8;
   } else {
     *bm = 32;   // the interpreter: small tiles, many programs
