@@ -13,7 +13,8 @@
 # each stopped after CASE_TIMEOUT seconds (default 540), which counts as a
 # failure. --quick leaves out the cases that run the same kernels on the
 # xFormers-sized and 32768x4096 tensors (more programs, no new code paths):
-# under the sanitizer kernels run 10-100x slower. Tuning is off
+# under the sanitizer kernels run 10-100x slower. CASES (an extended regex)
+# keeps only the cases whose names match it. Tuning is off
 # (TILEJIT_AUTOTUNE=0): it would only time the same kernels.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,7 @@ export out cs tmo
 n=0
 while IFS=$'\t' read -r name cmd envs; do
   [ "$quick" = --quick ] && [[ "$name" =~ $big ]] && continue
+  [ -n "${CASES:-}" ] && ! [[ "$name" =~ $CASES ]] && continue
   for tool in memcheck racecheck; do printf '%s\t%s\t%s\t%s\n' "$tool" "$name" "$cmd" "$envs"; n=$((n + 1)); done
 done <<< "$cases" > "$out/cases.tsv"
 echo "gpu_sanitize: $(wc -l < "$out/cases.tsv") runs, $jobs at a time"
