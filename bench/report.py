@@ -188,6 +188,9 @@ def render(parts, figdir_rel, figs):
                 smoke = " (smoke run)" if d.get("smoke") else ""
                 md.append(f"| copy bandwidth, part {name}{smoke} | {d['copy_gbps']:.0f} GB/s (y.copy_(x), "
                           f"{d.get('copy_mib', 64)} MiB fp16) |")
+            when = d.get("env", {}).get("date")
+            if when and when != env.get("date"):   # a part from another run
+                md.append(f"| date, part {name} | {when} |")
     tol = first.get("tolerance")
     md += ["", "Method: `triton.testing.do_bench` medians, L2 flushed before every repetition; tilejit is called "
            "once untimed first (it tunes its tile config on the first call of a shape). GB/s counts the tensor "
@@ -253,7 +256,7 @@ def main(argv=None):
     ap.add_argument("--md", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs",
                                                  "benchmarks.md"))
     ap.add_argument("--figs", default=None, help="figure directory (default: benchmarks/ beside the markdown)")
-    ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--no-plots", action="store_true", help="draw nothing; link the figures already in --figs")
     args = ap.parse_args(argv)
     parts = load_parts(args.inputs)
     if not parts:
@@ -275,6 +278,13 @@ def main(argv=None):
         os.makedirs(figdir, exist_ok=True)
         for key, g in groups_of(parts).items():
             figs[key] = plot(key, g, figdir, plt)
+    else:
+        # No new plots: link the ones already in figdir (made with the same
+        # JSON on a machine with matplotlib).
+        for key in groups_of(parts):
+            name = slug(*key) + ".png"
+            if os.path.exists(os.path.join(figdir, name)):
+                figs[key] = name
     text, _ = render(parts, os.path.relpath(figdir, md_dir), figs)
     os.makedirs(md_dir, exist_ok=True)
     with open(args.md, "w") as f:
