@@ -545,8 +545,9 @@ static void pick_tiles(tj_blocks *b, tj_attn_layout *l, bool gpu, bool bwd, int6
     // on dense layouts with D <= 64. H200, B4 H16 S16384 D64 fp16, TFLOP/s
     // (2.5x the forward flops), dense / causal: 128x128x8 208 / 186,
     // 64x128x8 192 / 187, 128x64x8 168 / 153, 64x64x8 138 / 120, 64x64x4
-    // 206 / 143. A layout with inactive blocks has masked tiles whose
-    // three loops' cp.async buffers at 128 exceed sm_90's 227 KiB.
+    // 206 / 143. On a layout with inactive blocks, tiles that span blocks
+    // of which some are off (SUB: the layout bits gathered per element)
+    // need 256 KiB of cp.async buffers at 128, over sm_90's 227 KiB.
     *bm = *bn = D <= 64 && dense ? 128 : 64;
     *nw = 8;
   } else {

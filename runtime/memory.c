@@ -8,7 +8,11 @@
 #include <stdint.h>
 
 // Runs `call` (an expression yielding CUresult) inside the context.
-#define WITH_CTX(ctx, name, call)                                 \
+#define WITH_CTX(ctx, name, call) WITH_CTX_THEN(ctx, name, call, false)
+
+// The same, then, with `sync`, waits for the legacy default stream (why:
+// above tj_device_malloc); a failure there is reported as the wait's.
+#define WITH_CTX_THEN(ctx, name, call, sync)                      \
   do {                                                            \
     tj_status st_ = rt_device_ready(ctx);                         \
     if (st_ != TJ_OK) return st_;                                 \
@@ -16,9 +20,14 @@
     bool pushed_;                                                 \
     if ((st_ = rt_ctx_enter(ctx, &saved_, &pushed_)) != TJ_OK)    \
       return st_;                                                 \
+    const char *what_ = (name);                                   \
     CUresult r_ = (call);                                         \
+    if (r_ == CUDA_SUCCESS && (sync)) {                           \
+      r_ = rt_driver()->cuStreamSynchronize(NULL);                \
+      what_ = "cuStreamSynchronize (legacy stream, after " name ")";\
+    }                                                             \
     rt_ctx_leave(ctx, pushed_);                                   \
-    if (r_ != CUDA_SUCCESS) return rt_cu_fail(ctx, name, r_);     \
+    if (r_ != CUDA_SUCCESS) return rt_cu_fail(ctx, what_, r_);    \
     return TJ_OK;                                                 \
   } while (0)
 
@@ -29,11 +38,10 @@ static CUdeviceptr dptr(const void *p) { return (CUdeviceptr)(uintptr_t)p; }
 // pageable memory returns once the last chunk is staged; memsets and
 // device-to-device copies are asynchronous). A stream created with
 // tj_stream_create is non-blocking, so a kernel launched on it next would
-// not wait for them: this waits, keeping the documented promise that these
-// calls are synchronous.
-static CUresult synced(CUresult r) {
-  return r == CUDA_SUCCESS ? rt_driver()->cuStreamSynchronize(NULL) : r;
-}
+// not wait for them: they end with a wait on the legacy stream (which also
+// waits for earlier work on blocking streams), keeping the documented
+// promise that these calls are synchronous.
+enum { SYNC = 1 };
 
 tj_status tj_device_malloc(tj_ctx *ctx, size_t nbytes, void **out) {
   if (!ctx) return TJ_ERR_INVALID_ARG;
@@ -74,7 +82,7 @@ static tj_status copy_args(tj_ctx *ctx, const char *fn, void *dst, const void *s
 tj_status tj_memcpy_htod(tj_ctx *ctx, void *dst, const void *src, size_t n) {
   tj_status st = copy_args(ctx, "tj_memcpy_htod", dst, src, n);
   if (st != TJ_OK || n == 0) return st;
-  WITH_CTX(ctx, "cuMemcpyHtoD", synced(rt_driver()->cuMemcpyHtoD_v2(dptr(dst), src, n)));
+  WITH_CTX_THEN(ctx, "cuMemcpyHtoD", rt_driver()->cuMemcpyHtoD_v2(dptr(dst), src, n), SYNC);
 }
 
 tj_status tj_memcpy_dtoh(tj_ctx *ctx, void *dst, const void *src, size_t n) {
@@ -86,14 +94,14 @@ tj_status tj_memcpy_dtoh(tj_ctx *ctx, void *dst, const void *src, size_t n) {
 tj_status tj_memcpy_dtod(tj_ctx *ctx, void *dst, const void *src, size_t n) {
   tj_status st = copy_args(ctx, "tj_memcpy_dtod", dst, src, n);
   if (st != TJ_OK || n == 0) return st;
-  WITH_CTX(ctx, "cuMemcpyDtoD", synced(rt_driver()->cuMemcpyDtoD_v2(dptr(dst), dptr(src), n)));
+  WITH_CTX_THEN(ctx, "cuMemcpyDtoD", rt_driver()->cuMemcpyDtoD_v2(dptr(dst), dptr(src), n), SYNC);
 }
 
 tj_status tj_memset_d8(tj_ctx *ctx, void *dst, unsigned char value, size_t n) {
   if (!ctx) return TJ_ERR_INVALID_ARG;
   if (n && !dst) return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_memset_d8: dst is NULL");
   if (n == 0) return TJ_OK;
-  WITH_CTX(ctx, "cuMemsetD8", synced(rt_driver()->cuMemsetD8_v2(dptr(dst), value, n)));
+  WITH_CTX_THEN(ctx, "cuMemsetD8", rt_driver()->cuMemsetD8_v2(dptr(dst), value, n), SYNC);
 }
 
 tj_status tj_stream_create(tj_ctx *ctx, void **out) {

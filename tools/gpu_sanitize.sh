@@ -20,6 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-gpu-out}
 quick=${2:-}
+if [ "$out" = --quick ]; then out=gpu-out; quick=--quick; fi
 mkdir -p "$out"
 cs=${COMPUTE_SANITIZER:-compute-sanitizer}
 jobs=${JOBS:-8}
@@ -40,31 +41,46 @@ for t in json.load(sys.stdin)["tests"]:
 ')
 [ -n "$cases" ] || { echo "gpu_sanitize: no GPU cases in build-gpu (run tools/gpu_build.sh here first)" >&2; exit 2; }
 
-run() {  # run TOOL NAME COMMAND ENV: one line of result; the log in $out
+run() {  # run TOOL NAME COMMAND ENV: one line of result, the log and an exit-status file in $out
   local tool=$1 name=$2 cmd=$3 envs=$4 t0=$SECONDS
-  local log="$out/sanitize-$tool-${name//[:\/]/-}.log" extra=()
+  local base="$out/sanitize-$tool-${name//[:\/]/-}" extra=()
   [ "$tool" = memcheck ] && extra=(--leak-check full)
   # shellcheck disable=SC2086
   env $envs timeout "$tmo" "$cs" --tool "$tool" --error-exitcode 99 --print-limit 20 "${extra[@]}" $cmd \
-    > "$log" 2>&1
+    > "$base.log" 2>&1
   local rc=$? summary
-  summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$log" | tail -n 1)
-  echo "== $tool $name: exit $rc ($((SECONDS - t0)) s) ${summary}"
-  [ $rc -eq 0 ] || { echo "FAIL $tool $name"; tail -n 30 "$log"; }
+  echo "$rc" > "$base.rc"
+  summary=$(grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$base.log" | tail -n 1)
+  # One write per report, so parallel jobs do not interleave within it.
+  if [ $rc -eq 0 ]; then
+    echo "== $tool $name: exit 0 ($((SECONDS - t0)) s) ${summary}"
+  else
+    printf '== %s %s: exit %d (%d s) %s\nFAIL %s %s\n%s\n' "$tool" "$name" "$rc" "$((SECONDS - t0))" \
+      "$summary" "$tool" "$name" "$(tail -n 30 "$base.log")"
+  fi
+  return 0
 }
 export -f run
 export out cs tmo
 
-n=0
+rm -f "$out"/sanitize-*.rc
 while IFS=$'\t' read -r name cmd envs; do
   [ "$quick" = --quick ] && [[ "$name" =~ $big ]] && continue
   [ -n "${CASES:-}" ] && ! [[ "$name" =~ $CASES ]] && continue
-  for tool in memcheck racecheck; do printf '%s\t%s\t%s\t%s\n' "$tool" "$name" "$cmd" "$envs"; n=$((n + 1)); done
+  for tool in memcheck racecheck; do printf '%s\t%s\t%s\t%s\n' "$tool" "$name" "$cmd" "$envs"; done
 done <<< "$cases" > "$out/cases.tsv"
-echo "gpu_sanitize: $(wc -l < "$out/cases.tsv") runs, $jobs at a time"
-tr '\t\n' '\0\0' < "$out/cases.tsv" | xargs -0 -n 4 -P "$jobs" bash -c 'run "$@"' _ | tee "$out/summary.txt"
-if grep -q '^FAIL' "$out/summary.txt"; then
-  echo "gpu_sanitize: $(grep -c '^FAIL' "$out/summary.txt") failing runs"
+runs=$(wc -l < "$out/cases.tsv")
+if [ "$runs" -eq 0 ]; then
+  echo "gpu_sanitize: no GPU case matches${CASES:+ CASES='$CASES'}" >&2
+  exit 2
+fi
+echo "gpu_sanitize: $runs runs, $jobs at a time"
+tr '\t\n' '\0\0' < "$out/cases.tsv" | xargs -0 -r -n 4 -P "$jobs" bash -c 'run "$@"' _ | tee "$out/summary.txt"
+# The verdict comes from the status files, not from the interleaved output.
+done_runs=$(find "$out" -maxdepth 1 -name 'sanitize-*.rc' | wc -l)
+failed=$(cat "$out"/sanitize-*.rc 2>/dev/null | grep -cv '^0$')
+if [ "$failed" -ne 0 ] || [ "$done_runs" -ne "$runs" ]; then
+  echo "gpu_sanitize: $failed failing runs, $((runs - done_runs)) without a result"
   exit 1
 fi
-echo "gpu_sanitize: all clean"
+echo "gpu_sanitize: all $runs runs clean"

@@ -211,9 +211,10 @@ TJ_API tj_status tj_device_query(tj_ctx *ctx, int device, tj_device_info *out);
 
 // Device memory for C users without the CUDA toolkit; all synchronous except
 // what runs on a stream: a copy or memset has reached the device when it
-// returns, so a kernel launched next on any stream sees it (the call waits
-// for the legacy default stream, not for other streams). Pointers are
-// CUdeviceptr values as void*.
+// returns, so a kernel launched next on any stream sees it. (The call waits
+// for the legacy default stream, and so for earlier work on blocking
+// streams; not for non-blocking streams.) Pointers are CUdeviceptr values
+// as void*.
 TJ_API tj_status tj_device_malloc(tj_ctx *ctx, size_t nbytes, void **out);
 TJ_API tj_status tj_device_free(tj_ctx *ctx, void *p);   // NULL: no-op
 TJ_API tj_status tj_memcpy_htod(tj_ctx *ctx, void *dst, const void *src, size_t nbytes);
