@@ -7,8 +7,9 @@
  * The kernels are elementwise over a [rows, K] view, a program covering
  * ROWS x BLOCK elements per step (see dropout.tj for the tile and the mask).
  * Programs loop over row groups of rpp rows, so the bias is loaded once per
- * program and the setup is amortised (elementwise_groups). With dbias, G row groups of rpp rows each loop over
- * their rows and leave one f32 partial row per group and column block,
+ * program and the setup is amortised (elementwise_groups). With dbias, G
+ * row groups of rpp rows each loop over their rows and leave one f32
+ * partial row per group and column block,
  * which dropout_dbias adds in a fixed order. G depends only on the shape,
  * the config and the device, so dbias is bit-identical run to run.
  *
@@ -183,10 +184,10 @@ static int64_t dbias_groups(tj_blocks *b, int64_t ncb, bool gpu) {
 // program loads its bias tile once, before its loop over rows (with one
 // step per program every step would read the bias again, from L2), and a
 // few steps per program amortise its setup. ~64 groups per SM: the H200,
-// fp16 32768 x 4096 gelu, p = 0.1, % of copy bandwidth in one run: with
-// bias 68.9 (one step per program), 69.1 (8/SM), 70.7 (16), 71.3 (32), 71.9
-// (64); without bias 71.8 (16), 73.1 (32). (The interpreter takes 3 groups,
-// so the loop is exercised by the CPU tests.)
+// fp16 32768 x 4096 gelu, p = 0.1, GB/s in one run: with bias 2469 (one
+// step per program), 2476 (8/SM), 2534 (16), 2556 (32), 2579 (64), 2566
+// (128); without bias 2572 (16), 2621 (32). (The interpreter takes 3
+// groups, so the loop is exercised by the CPU tests.)
 static int64_t elementwise_groups(tj_blocks *b, int64_t ncb, bool gpu) {
   int64_t target = gpu ? 64 * (int64_t)blk_sm_count(b) : 3;
   int64_t g = (target + ncb - 1) / ncb;

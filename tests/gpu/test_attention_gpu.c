@@ -192,11 +192,12 @@ START_TEST(random_layout_empty_rows) {
 END_TEST
 
 // The forward pass's 256-row tiles (32 query rows per warp), which the
-// heuristic takes only for grids of >= 2 programs per SM (B x H x S / 256 >=
-// 264 on the H200): too large for the double reference, so the tile is
-// forced through TILEJIT_ATTN_CONFIG on the shapes above, every path: dense,
-// causal diagonal tiles, a bs 16 window and a per-head random layout with
-// empty rows (masked SUB and LUT tiles), D 32 and 64.
+// heuristic takes only for dense layouts with grids of >= 2 programs per SM
+// (B x H x S / 256 >= 264 on the H200): too large for the double reference,
+// so the tile is forced through TILEJIT_ATTN_CONFIG on the shapes above,
+// every path (a forced tile applies to any layout): dense, causal diagonal
+// tiles, a bs 16 window and a per-head random layout with empty rows
+// (masked SUB and LUT tiles), D 32 and 64.
 START_TEST(wide_query_tiles) {
   setenv("TILEJIT_ATTN_CONFIG", "256,64,8;64,64,8", 1);
   Case c = { .dt = TJ_F16, .B = 2, .H = 2, .S = 512, .D = 64, .bs = 64, .what = "dense, 256-row tiles" };
