@@ -16,16 +16,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (size < FUZZ_HEADER) return 0;
-  size_t len = size - FUZZ_HEADER;
-  char *src = malloc(len ? len : 1);
-  if (!src) return 0;
-  memcpy(src, data + FUZZ_HEADER, len);
-  tj_ctx *ctx = NULL;
-  if (tj_ctx_create(&ctx) != TJ_OK) {
-    free(src);
-    return 0;
-  }
+  char *src;
+  size_t len;
+  tj_ctx *ctx;
+  if (!fuzz_open(data, size, &src, &len, &ctx)) return 0;
   tj_kernel *k = fuzz_compile(ctx, data, len ? src : "", len, true);
   if (k && !tj_kernel_ptx(k)) abort();
   tj_kernel_free(k);

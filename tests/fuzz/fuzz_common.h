@@ -184,6 +184,25 @@ static bool fuzz_missing_const(const char *msg, const char *src, size_t len, uns
   return d->n > before;
 }
 
+// The input's source (what follows the header) in an allocation of its
+// own, so ASan sees reads past its end, and a context to compile it in.
+// Returns false (nothing to free) when the input is too short or either
+// cannot be made. *len 0 means an empty source: pass "" (source_len 0
+// would mean strlen).
+static bool fuzz_open(const uint8_t *data, size_t size, char **src, size_t *len, tj_ctx **ctx) {
+  if (size < FUZZ_HEADER) return false;
+  *len = size - FUZZ_HEADER;
+  *src = malloc(*len ? *len : 1);
+  if (!*src) return false;
+  memcpy(*src, data + FUZZ_HEADER, *len);
+  *ctx = NULL;
+  if (tj_ctx_create(ctx) != TJ_OK) {
+    free(*src);
+    return false;
+  }
+  return true;
+}
+
 // Compiles the input's kernel (front end only unless full), with the
 // header's constant overrides when the plain compile succeeds. Returns NULL
 // when it does not compile; aborts on an internal error.

@@ -163,19 +163,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (size < FUZZ_HEADER) return 0;
   const uint8_t *hdr = data;
-  // The source gets its own allocation so ASan sees reads past its end.
-  size_t len = size - FUZZ_HEADER;
-  char *src = malloc(len ? len : 1);
-  if (!src) return 0;
-  memcpy(src, data + FUZZ_HEADER, len);
-  tj_ctx *ctx = NULL;
-  if (tj_ctx_create(&ctx) != TJ_OK) {
-    free(src);
-    return 0;
-  }
-  // source_len 0 would mean strlen: an empty source is a single NUL.
+  char *src;
+  size_t len;
+  tj_ctx *ctx;
+  if (!fuzz_open(data, size, &src, &len, &ctx)) return 0;
   tj_kernel *k = fuzz_compile(ctx, hdr, len ? src : "", len, false);
   if (k && (hdr[0] & FUZZ_INTERP)) interpret(ctx, k, hdr, data + FUZZ_HEADER, len);
   tj_kernel_free(k);
