@@ -71,6 +71,32 @@ def bench(fn):
     return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
 
 
+def flex_masks(S, W, BS, window_bits):
+    """FlexAttention block masks of the benchmark's layouts, S x S: causal,
+    the element window |i - j| <= W, and the pooled window layout
+    (window_bits: its [S/BS, S/BS] bytes) looked up per element."""
+    from torch.nn.attention.flex_attention import create_block_mask
+    nb = S // BS
+    lay_t = torch.frombuffer(bytearray(window_bits), dtype=torch.uint8).view(nb, nb).cuda()
+
+    def causal_mod(b, h, qi, ki):
+        return qi >= ki
+
+    def win_elem_mod(b, h, qi, ki):
+        return (qi - ki).abs() <= W
+
+    def win_block_mod(b, h, qi, ki):
+        return lay_t[qi // BS, ki // BS] > 0
+    return {name: create_block_mask(fn, None, None, S, S, device="cuda")
+            for name, fn in (("causal", causal_mod), ("welem", win_elem_mod), ("wblock", win_block_mod))}
+
+
+def live_elements(S, W, BS, window_nnz):
+    """Live score elements of each function (for TFLOP/s)."""
+    return {"dense": S * S, "causal": S * (S + 1) // 2, "window_block": window_nnz * BS * BS,
+            "window_elem": sum(min(S, i + W + 1) - max(0, i - W) for i in range(S))}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--lib", default=None)
@@ -79,7 +105,7 @@ def main():
     ap.add_argument("--bwd", action="store_true", help="also time the backward pass")
     ap.add_argument("--S", type=int, default=None)
     args = ap.parse_args()
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import flex_attention
     flex = torch.compile(flex_attention, dynamic=False)
 
     B, H, D = 4, 16, 64
@@ -101,23 +127,8 @@ def main():
     wbits, nb = A.window_layout(S, 2 * W + 1, BS)
     window = A.layout(wbits, 1, nb, BS)
     nnz = A.lib.tj_attn_layout_nnz(window)
-    lay_t = torch.frombuffer(bytearray(wbits.raw), dtype=torch.uint8).view(nb, nb).cuda()
-
-    def causal_mod(b, h, qi, ki):
-        return qi >= ki
-
-    def win_elem_mod(b, h, qi, ki):
-        return (qi - ki).abs() <= W
-
-    def win_block_mod(b, h, qi, ki):
-        return lay_t[qi // BS, ki // BS] > 0
-
-    bm_causal = create_block_mask(causal_mod, None, None, S, S, device="cuda")
-    bm_welem = create_block_mask(win_elem_mod, None, None, S, S, device="cuda")
-    bm_wblock = create_block_mask(win_block_mod, None, None, S, S, device="cuda")
-
-    live = {"dense": S * S, "causal": S * (S + 1) // 2, "window_block": nnz * BS * BS,
-            "window_elem": sum(min(S, i + W + 1) - max(0, i - W) for i in range(S))}
+    bm = flex_masks(S, W, BS, wbits.raw)
+    live = live_elements(S, W, BS, nnz)
 
     rows = []
 
@@ -134,11 +145,11 @@ def main():
         ("dense", dense, 0, [(lambda a, b, c: sdpa(a, b, c), "sdpa", live["dense"]),
                              (lambda a, b, c: flex(a, b, c), "flex", live["dense"])], live["dense"]),
         ("causal", dense, 1, [(lambda a, b, c: sdpa(a, b, c, is_causal=True), "sdpa", live["causal"]),
-                              (lambda a, b, c: flex(a, b, c, block_mask=bm_causal), "flex", live["causal"])],
+                              (lambda a, b, c: flex(a, b, c, block_mask=bm["causal"]), "flex", live["causal"])],
          live["causal"]),
-        ("window", window, 0, [(lambda a, b, c: flex(a, b, c, block_mask=bm_wblock), "flex (same blocks)",
+        ("window", window, 0, [(lambda a, b, c: flex(a, b, c, block_mask=bm["wblock"]), "flex (same blocks)",
                                 live["window_block"]),
-                               (lambda a, b, c: flex(a, b, c, block_mask=bm_welem), "flex (element ±512)",
+                               (lambda a, b, c: flex(a, b, c, block_mask=bm["welem"]), "flex (element ±512)",
                                 live["window_elem"])], live["window_block"]),
     ]
     for name, lay, causal, peers, elems in cases:

@@ -634,7 +634,8 @@ def attn_peer_check(P, variant, mode, dn, shape, name, got, want, tol, what):
 def part_attention(P):
     import torch
     import torch.nn.functional as F
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import flex_attention
+    import bench_attention as ba
     import tilejit
     tj = TJ()
     flex = torch.compile(flex_attention, dynamic=False)
@@ -646,22 +647,8 @@ def part_attention(P):
         window_pat = tilejit.patterns.local_1d(S, 2 * W + 1, BS)
         dense_lay = tilejit.AttnLayout(None, 1, S // BS, BS)
         window_lay = window_pat.attn_layout()
-        nb = S // BS
-        lay_t = torch.frombuffer(bytearray(window_pat.layout), dtype=torch.uint8).view(nb, nb).cuda()
-
-        def causal_mod(b, h, qi, ki):
-            return qi >= ki
-
-        def win_elem_mod(b, h, qi, ki):
-            return (qi - ki).abs() <= W
-
-        def win_block_mod(b, h, qi, ki):
-            return lay_t[qi // BS, ki // BS] > 0
-        bm = {"causal": create_block_mask(causal_mod, None, None, S, S, device="cuda"),
-              "welem": create_block_mask(win_elem_mod, None, None, S, S, device="cuda"),
-              "wblock": create_block_mask(win_block_mod, None, None, S, S, device="cuda")}
-        live = {"dense": S * S, "causal": S * (S + 1) // 2, "window_block": window_lay.nnz * BS * BS,
-                "window_elem": sum(min(S, i + W + 1) - max(0, i - W) for i in range(S))}
+        bm = ba.flex_masks(S, W, BS, window_pat.layout)
+        live = ba.live_elements(S, W, BS, window_lay.nnz)
         # variant, layout, causal, tilejit's live elements, [(peer, fn, live, what the peer is checked
         # against)]: peers[0] computes tilejit's function and is the reference tilejit is checked
         # against (None); a later peer is checked against the peer it names, or against ATTN_FP32 (a
