@@ -172,27 +172,26 @@ static void plan_groups(int64_t M, int rows, int64_t ncb, int64_t groups, int64_
   *G = (M + *rpp - 1) / *rpp;
 }
 
-// Row groups of the dbias backward pass: ~8 programs per SM (3 groups on the
-// interpreter, so the two-stage sum is exercised).
-static int64_t dbias_groups(tj_blocks *b, int64_t ncb, bool gpu) {
-  int64_t target = gpu ? 8 * (int64_t)blk_sm_count(b) : 3;
+// Row groups for per_sm programs per SM, over ncb column blocks (3 groups on
+// the interpreter, so the CPU tests exercise the loops and the two-stage
+// dbias sum).
+static int64_t row_groups(tj_blocks *b, int64_t ncb, bool gpu, int per_sm) {
+  int64_t target = gpu ? per_sm * (int64_t)blk_sm_count(b) : 3;
   int64_t g = (target + ncb - 1) / ncb;
   return g < 1 ? 1 : g;
 }
 
-// Row groups of a pass without dbias. Programs loop over row groups: a
-// program loads its bias tile once, before its loop over rows (with one
-// step per program every step would read the bias again, from L2), and a
-// few steps per program amortise its setup. ~64 groups per SM: the H200,
-// fp16 32768 x 4096 gelu, p = 0.1, GB/s in one run: with bias 2469 (one
-// step per program), 2476 (8/SM), 2534 (16), 2556 (32), 2579 (64), 2566
-// (128); without bias 2572 (16), 2621 (32). (The interpreter takes 3
-// groups, so the loop is exercised by the CPU tests.)
-static int64_t elementwise_groups(tj_blocks *b, int64_t ncb, bool gpu) {
-  int64_t target = gpu ? 64 * (int64_t)blk_sm_count(b) : 3;
-  int64_t g = (target + ncb - 1) / ncb;
-  return g < 1 ? 1 : g;
-}
+// The dbias backward pass: ~8 programs per SM.
+static int64_t dbias_groups(tj_blocks *b, int64_t ncb, bool gpu) { return row_groups(b, ncb, gpu, 8); }
+
+// A pass without dbias. Programs loop over row groups: a program loads its
+// bias tile once, before its loop over rows (with one step per program
+// every step would read the bias again, from L2), and a few steps per
+// program amortise its setup. ~64 groups per SM: the H200, fp16 32768 x
+// 4096 gelu, p = 0.1, GB/s in one run: with bias 2469 (one step per
+// program), 2476 (8/SM), 2534 (16), 2556 (32), 2579 (64), 2566 (128);
+// without bias 2572 (16), 2621 (32).
+static int64_t elementwise_groups(tj_blocks *b, int64_t ncb, bool gpu) { return row_groups(b, ncb, gpu, 64); }
 
 static tj_arg seed_arg(uint64_t v) { return tj_arg_int((int64_t)v); }
 
