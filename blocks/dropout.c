@@ -147,7 +147,7 @@ static int ilog2i(int v) {
 
 // The defines shared by both kernels.
 static void common_defs(BlkDefs *d, tj_dtype dt, const BlkDropCfg *c, const tj_dropout_opts *o,
-                        bool has_bias, const DropParams *dp, int64_t K) {
+                        bool has_bias, const DropParams *dp, int64_t K, bool flat) {
   blk_def(d, "T", blk_dt(dt));
   blk_def_int(d, "BLOCK", c->block);
   blk_def_int(d, "ROWS", c->rows);
@@ -157,6 +157,7 @@ static void common_defs(BlkDefs *d, tj_dtype dt, const BlkDropCfg *c, const tj_d
   blk_def(d, "HAS_BIAS", has_bias ? "true" : "false");
   blk_def(d, "DROP", dp->drop ? "true" : "false");
   blk_def(d, "K4", K % 4 == 0 && !c->per_element ? "true" : "false");
+  blk_def(d, "FLAT", flat ? "true" : "false");
 }
 
 // Row groups of rpp rows (a multiple of rows), and their count, for `groups`
@@ -218,7 +219,7 @@ tj_status tj_dropout_fwd(tj_blocks *b, const DLTensor *x, const DLTensor *bias, 
   BlkRows r = blk_plan_rows(rv, 2, false);
   BlkDropCfg c = pick_config(b, vx.dtype, vx.M, vx.K, r.rows_cap, gpu);
   BlkDefs d = { .n = 0 };
-  common_defs(&d, vx.dtype, &c, opts, bias != NULL, &dp, vx.K);
+  common_defs(&d, vx.dtype, &c, opts, bias != NULL, &dp, vx.K, r.flat);
   tj_kernel *k;
   st = blk_kernel(b, DO_FILE, blk_src_dropout, blk_src_dropout_len, "dropout_fwd", d.p, d.n, c.num_warps,
                   gpu, &k);
@@ -228,14 +229,14 @@ tj_status tj_dropout_fwd(tj_blocks *b, const DLTensor *x, const DLTensor *bias, 
   int64_t sxb, sxr, syb, syr;
   blk_row_strides(&r, &vx, &sxb, &sxr);
   blk_row_strides(&r, &vy, &syb, &syr);
-  tj_arg a[18] = {
+  tj_arg a[19] = {
     blk_ptr_arg(&vy), blk_ptr_arg(&vx), blk_ptr_arg(&vb),
     tj_arg_int(vx.M), tj_arg_int(vx.K), tj_arg_int(r.seq), tj_arg_int(rpp), tj_arg_int(ncb),
     tj_arg_int(sxb), tj_arg_int(sxr), tj_arg_int(syb), tj_arg_int(syr),
     seed_arg(opts->seed), seed_arg(opts->offset), tj_arg_int(dp.thresh), tj_arg_float(dp.scale),
-    tj_arg_float(dp.a0), tj_arg_float(dp.a1),
+    tj_arg_float(dp.a0), tj_arg_float(dp.a1), tj_arg_float(0.0),
   };
-  return blk_run(b, k, gpu, (unsigned)(G * ncb), a, 18, stream);
+  return blk_run(b, k, gpu, (unsigned)(G * ncb), a, 19, stream);
 }
 
 // The dbias plan for x's shape (used by the call and the workspace query).
@@ -310,7 +311,7 @@ tj_status tj_dropout_bwd(tj_blocks *b, const DLTensor *dy, const DLTensor *x, co
   tj_kernel *k1 = NULL, *k2 = NULL;
   if (!vg.empty) {
     BlkDefs d = { .n = 0 };
-    common_defs(&d, vg.dtype, &c, opts, bias != NULL, &dp, vg.K);
+    common_defs(&d, vg.dtype, &c, opts, bias != NULL, &dp, vg.K, r.flat);
     blk_def(&d, "DBIAS", want_db ? "true" : "false");
     st = blk_kernel(b, DO_FILE, blk_src_dropout, blk_src_dropout_len, "dropout_bwd", d.p, d.n, c.num_warps,
                     gpu, &k1);
@@ -329,16 +330,16 @@ tj_status tj_dropout_bwd(tj_blocks *b, const DLTensor *dy, const DLTensor *x, co
     blk_row_strides(&r, &vd, &s[0], &s[1]);
     blk_row_strides(&r, &vg, &s[2], &s[3]);
     if (need_x) blk_row_strides(&r, &vx, &s[4], &s[5]);
-    tj_arg a[22] = {
+    tj_arg a[23] = {
       blk_ptr_arg(&vd), blk_ptr_arg(&vg), blk_ptr_arg(&vx), blk_ptr_arg(&vb),
       tj_arg_ptr(part, need),
       tj_arg_int(vg.M), tj_arg_int(vg.K), tj_arg_int(r.seq), tj_arg_int(rpp), tj_arg_int(ncb),
       tj_arg_int(s[0]), tj_arg_int(s[1]), tj_arg_int(s[2]), tj_arg_int(s[3]), tj_arg_int(s[4]),
       tj_arg_int(s[5]),
       seed_arg(opts->seed), seed_arg(opts->offset), tj_arg_int(dp.thresh), tj_arg_float(dp.scale),
-      tj_arg_float(dp.a0), tj_arg_float(dp.a1),
+      tj_arg_float(dp.a0), tj_arg_float(dp.a1), tj_arg_float(0.0),
     };
-    st = blk_run(b, k1, gpu, (unsigned)(G * ncb), a, 22, stream);
+    st = blk_run(b, k1, gpu, (unsigned)(G * ncb), a, 23, stream);
   }
   if (st == TJ_OK && k2) {
     tj_arg a2[4] = { blk_ptr_arg(&vdb), tj_arg_ptr(part, need), tj_arg_int(G), tj_arg_int(vg.K) };

@@ -191,13 +191,34 @@ LLVMValueRef nvm_fmod(Cg *cg, LLVMValueRef x, LLVMValueRef y) {
 // one mul.wide.u32 (one IMAD.WIDE.U32, where mul.hi.u32 + mul.lo.u32 are an
 // IMAD.HI and an IMAD: ptxas does not pair them). NVPTX selects mul.wide
 // from a multiply of two zero-extended i32; the halves are the two
-// registers of the pair, so the shift and truncations cost nothing. (In the
-// first rounds LLVM folds zext(trunc(ctr)) to ctr & 0xffffffff and emits
-// mul.lo.s64, which ptxas still reduces to IMAD.WIDE.U32: hiding the
-// multiply in inline asm to keep mul.wide gave the same SASS count and
-// 24-40 more registers.)
+// registers of the pair, so the shift and truncations cost nothing. `a`
+// goes through an empty inline-asm move first: otherwise instcombine folds
+// zext(trunc(ctr)) to ctr & 0xffffffff in the first rounds, and the xor of
+// a product's high half with the key into a 64-bit xor, and NVPTX emits
+// mul.lo.s64, which ptxas turns into IMAD.WIDE.U32 plus an add of a zero
+// high half (3 per Philox call, about one instruction per element of a
+// dropout kernel). The move costs no SASS: ptxas propagates it. (Hiding the
+// multiply itself in asm gave 24-40 more registers.)
 static void mul_wide(Cg *cg, LLVMValueRef a, uint32_t m, LLVMValueRef *hi, LLVMValueRef *lo) {
   LLVMBuilderRef b = cg->b;
+  if (LLVMIsAConstantInt(a)) {  // round 0's zero words: folded, no asm in the way
+    uint64_t p = (uint64_t)(uint32_t)LLVMConstIntGetZExtValue(a) * m;
+    *lo = LLVMConstInt(cg->i32, (uint32_t)p, 0);
+    *hi = LLVMConstInt(cg->i32, p >> 32, 0);
+    return;
+  }
+  LLVMTypeRef fty = LLVMFunctionType(cg->i32, &cg->i32, 1, 0);
+  static const char text[] = "mov.b32 $0, $1;", cons[] = "=r,r";
+  LLVMValueRef mov = LLVMGetInlineAsm(fty, (char *)text, sizeof text - 1, (char *)cons, sizeof cons - 1, 0, 0,
+                                      LLVMInlineAsmDialectATT, 0);
+  a = LLVMBuildCall2(b, fty, mov, &a, 1, "");
+  // memory(none) (0: no memory effects), nounwind, willreturn: a pure value,
+  // so CSE still merges the four lanes' identical rounds.
+  static const char *const attrs[3] = {"memory", "nounwind", "willreturn"};
+  for (int k = 0; k < 3; k++) {
+    unsigned kind = LLVMGetEnumAttributeKindForName(attrs[k], strlen(attrs[k]));
+    LLVMAddCallSiteAttribute(a, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
+  }
   LLVMValueRef p = LLVMBuildMul(b, LLVMBuildZExt(b, a, cg->i64, ""), LLVMConstInt(cg->i64, m, 0), "");
   *lo = LLVMBuildTrunc(b, p, cg->i32, "");
   *hi = LLVMBuildTrunc(b, LLVMBuildLShr(b, p, LLVMConstInt(cg->i64, 32, 0), ""), cg->i32, "");

@@ -571,7 +571,7 @@ static int count_mul(const char *ptx, const char *needle) {
 
 static int count_mulhi(bool k4) {
   const char *defs[] = { "T=f16", "BLOCK=4096", "ROWS=1", "VEC=8", "BGS=9", "ACT=3", "HAS_BIAS=true",
-                         "DROP=true", k4 ? "K4=true" : "K4=false" };
+                         "DROP=true", k4 ? "K4=true" : "K4=false", "FLAT=true" };
   tj_compile_opts co;
   memset(&co, 0, sizeof co);
   co.source = blk_src_dropout;
@@ -579,7 +579,7 @@ static int count_mulhi(bool k4) {
   co.path = "blocks/dropout.tj";
   co.kernel = "dropout_fwd";
   co.defines = defs;
-  co.ndefines = 9;
+  co.ndefines = 10;
   co.num_warps = 4;
   co.arch = "sm_90";
   co.flags = TJ_COMPILE_NO_CACHE;

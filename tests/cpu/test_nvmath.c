@@ -10,8 +10,10 @@
  * - The PTX of dropout_fwd (the benchmark's fp16 32768 x 4096 config):
  *   Philox runs one network per four elements (8 x 19 multiplies for a
  *   thread's 32 elements; round 0's zero product folds), each multiply a
- *   wide one (no mul.hi), and the loop body stays within a PTX instruction
- *   budget per element. ptxas (when installed) must accept it.
+ *   32 x 32 -> 64-bit mul.wide.u32 (no mul.hi, no mul.lo.s64 of a masked
+ *   64-bit value), the dropout select in f32 (no 16-bit select), and the
+ *   loop body stays within a PTX instruction budget per element. ptxas
+ *   (when installed) must accept it.
  */
 #include <check.h>
 #include <math.h>
@@ -247,21 +249,27 @@ START_TEST(dropout_fwd_budget) {
     char act[16];
     snprintf(act, sizeof act, "ACT=%d", cases[c].act);
     const char *defs[] = { "T=f16", "BLOCK=4096", "ROWS=1", "VEC=8", "BGS=9", "HAS_BIAS=true", "DROP=true",
-                           "K4=true", act };
-    tj_kernel *k = compile(ctx, src, "blocks/dropout.tj", "dropout_fwd", defs, 9);
+                           "K4=true", "FLAT=true", act };
+    tj_kernel *k = compile(ctx, src, "blocks/dropout.tj", "dropout_fwd", defs, 10);
     const char *ptx = tj_kernel_ptx(k);
     // The Philox multipliers, in whatever form LLVM printed them.
     int m0 = count(ptx, ", -766435501;") + count(ptx, ", 3528531795;");
     int m1 = count(ptx, ", -845247145;") + count(ptx, ", 3449720151;");
     ck_assert_msg(m0 == 8 * 10 && m1 == 8 * 9, "%s: Philox multiplies %d + %d, want 80 + 72", act, m0, m1);
     ck_assert_msg(count(ptx, "mul.hi.u32") == 0, "%s: mul.hi.u32 where mul.wide.u32 gives both halves", act);
+    int w0 = count(ptx, "-766435501;"), w1 = count(ptx, "-845247145;");
+    ck_assert_msg(w0 == 8 * 10 && w1 == 8 * 9, "%s: %d + %d Philox multiplies in the 32-bit form (mul.wide.u32), "
+                  "want 80 + 72", act, w0, w1);
+    ck_assert_msg(count(ptx, "selp.b16") == 0, "%s: a 16-bit select (a PRMT per element in SASS)", act);
     char label[64];
-    int n = loop_body_insts(ptx, label, sizeof label);
+    // Less mul_wide's inline-asm moves (no SASS: ptxas propagates them).
+    int n = loop_body_insts(ptx, label, sizeof label) - count(ptx, "// begin inline asm");
     ck_assert_msg(n <= 32 * cases[c].max_per_elem, "%s: loop body %d PTX instructions (%.1f per element), budget %d",
                   act, n, n / 32.0, cases[c].max_per_elem);
     if (cases[c].act == 3) {
       ck_assert_int_eq(count(ptx, "ex2.approx"), 32);
-      ck_assert_msg(count(ptx, "selp.f32") == 0, "%s: selects in the loop", act);
+      // The keep select, one per element; gelu itself is branch- and select-free.
+      ck_assert_msg(count(ptx, "selp.f32") == 32, "%s: %d selects in the loop, want 32", act, count(ptx, "selp.f32"));
     }
     tj_kernel_free(k);
   }
