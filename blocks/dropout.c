@@ -189,9 +189,9 @@ static int64_t dbias_groups(tj_blocks *b, int64_t ncb, bool gpu) { return row_gr
 // bias tile once, before its loop over rows (with one step per program
 // every step would read the bias again, from L2), and a few steps per
 // program amortise its setup. ~64 groups per SM: the H200, fp16 32768 x
-// 4096 gelu, p = 0.1, GB/s in one run: with bias 2469 (one step per
-// program), 2476 (8/SM), 2534 (16), 2556 (32), 2579 (64), 2566 (128);
-// without bias 2572 (16), 2621 (32).
+// 4096 gelu, p = 0.1, GB/s in one run (before d441789, which took 2579 to
+// 2887): with bias 2469 (one step per program), 2476 (8/SM), 2534 (16),
+// 2556 (32), 2579 (64), 2566 (128); without bias 2572 (16), 2621 (32).
 static int64_t elementwise_groups(tj_blocks *b, int64_t ncb, bool gpu) { return row_groups(b, ncb, gpu, 64); }
 
 static tj_arg seed_arg(uint64_t v) { return tj_arg_int((int64_t)v); }
