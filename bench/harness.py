@@ -59,6 +59,13 @@ SOFTMAX_SHAPES = [(8, 384, 128), (8, 784, 512), (4, 1024, 768), (4, 2048, 1024),
                   (2, 2048, 4096), (2, 4096, 4096), (1, 2048, 12288)]
 LN_SHAPES = [(8, 256, 512), (8, 512, 1024), (4, 1024, 1024), (2, 2048, 2048), (2, 4096, 4096), (1, 2048, 12288)]
 DROPOUT_SHAPES = LN_SHAPES + [(1, 32768, 4096)]
+# The row shapes of shared/ANCHORS.md (M = 4096 rows) that the xFormers shapes above do not already
+# cover row for row (softmax 4096 x 4096 is 2x2048x4096; layernorm 4096 x 1024 is 4x1024x1024).
+SOFTMAX_ANCHOR_SHAPES = [(1, 4096, 256), (1, 4096, 1024), (1, 4096, 16384)]
+LN_ANCHOR_SHAPES = [(1, 4096, 4096), (1, 4096, 8192)]
+# The impl name of y.copy_(x) on the same tensor: a memory-bound kernel's ceiling at that size (the
+# launch and the tail weigh as much on it), reported beside the 256 MiB copy and never a peer.
+SAME_COPY = "copy (same size)"
 DROPOUT_ACTS = ["gelu", "none", "squared_relu"]
 DROPOUT_P = 0.1
 ATTN_B, ATTN_H, ATTN_D, ATTN_W, ATTN_BS = 4, 16, 64, 512, 128
@@ -267,7 +274,7 @@ def part_softmax(P):
     import bench_blocks as bb
     tj = TJ()
     from tilejit import SoftmaxOpts
-    shapes = [(8, 384, 128)] if ARGS.smoke else SOFTMAX_SHAPES
+    shapes = [(8, 384, 128)] if ARGS.smoke else SOFTMAX_SHAPES + SOFTMAX_ANCHOR_SHAPES
     variants = ["plain"] if ARGS.smoke else ARGS.variants
     compiled = {}
 
@@ -289,6 +296,7 @@ def part_softmax(P):
             y, dy, dx = torch.empty_like(x), torch.randn_like(x), torch.empty_like(x)
             X, Y, DY, DX = tj.p(x), tj.p(y), tj.p(dy), tj.p(dx)
             mask = causal_mask(torch, x) if "causal" in variants else None   # built once, not timed
+            t_copy = bench(lambda: y.copy_(x))
             for variant in variants:
                 where = f"softmax/{variant} {dn} {shape}"
                 log(f"[softmax] {where}")
@@ -304,6 +312,7 @@ def part_softmax(P):
                         impls["torch.compile"] = (lambda: compiled[key](x), None)
                 if variant == "plain":
                     impls["triton"] = (lambda: bb.tri_softmax(x, y), lambda: y)
+                P.row("softmax", variant, "fwd", dn, shape, SAME_COPY, t_copy, "GB/s", 2 * n * es)
                 for name, (fn, out) in impls.items():
                     with P.case(f"{where} fwd {name}"):
                         r = fn()
@@ -349,7 +358,7 @@ def part_layernorm(P):
     import torch.nn.functional as F
     import bench_blocks as bb
     tj = TJ()
-    shapes = [(8, 256, 512)] if ARGS.smoke else LN_SHAPES
+    shapes = [(8, 256, 512)] if ARGS.smoke else LN_SHAPES + LN_ANCHOR_SHAPES
     blocks = ["layernorm"] if ARGS.smoke else ["layernorm", "rmsnorm"]
     eps = 1e-5
     for dt in DTYPES:
@@ -367,6 +376,7 @@ def part_layernorm(P):
             mean, rstd = (torch.empty(M, device="cuda", dtype=torch.float32) for _ in range(2))
             T = {k: tj.p(v) for k, v in dict(x=x, w=w, b=b, y=y, dy=dy, dx=dx, dw=dw, db=db, mean=mean,
                                               rstd=rstd).items()}
+            t_copy = bench(lambda: y.copy_(x))
             for blk in blocks:
                 where = f"{blk} {dn} {shape}"
                 log(f"[layernorm] {where}")
@@ -393,6 +403,7 @@ def part_layernorm(P):
                     impls["torch.compile"] = (lambda: cf(x, *params), None)
                 if blk == "layernorm":
                     impls["triton"] = (lambda: bb.tri_layernorm(x, w, b, y), lambda: y)
+                P.row(blk, "affine", "fwd", dn, shape, SAME_COPY, t_copy, "GB/s", 2 * n * es)
                 for name, (fn, out) in impls.items():
                     with P.case(f"{where} fwd {name}"):
                         r = fn()

@@ -24,7 +24,8 @@ import re
 import sys
 
 IMPL_ORDER = ["tilejit", "torch", "torch.compile", "triton", "sdpa", "flex", "flex (same blocks)",
-              "flex (element ±512)"]
+              "flex (element ±512)", "copy (same size)"]
+SAME_COPY = "copy (same size)"   # y.copy_(x) of the same tensor (bench/harness.py): a ceiling, not a peer
 
 
 def load_parts(paths):
@@ -97,16 +98,19 @@ def groups_of(parts):
 
 
 def ratios(g):
-    """Per shape: (tilejit value, best peer name, best peer value, tilejit / copy or None)."""
+    """Per shape: (tilejit value, best peer name, best peer value, tilejit / copy or None,
+    tilejit / the same-size copy or None)."""
     res = []
     for sh in g["shapes"]:
         t = g["v"].get((sh, "tilejit"))
         peers = [(g["v"][(sh, i)]["value"], i) for i in g["impls"]
-                 if i != "tilejit" and (sh, i) in g["v"] and (sh, i) not in g["bad"]]
+                 if i not in ("tilejit", SAME_COPY) and (sh, i) in g["v"] and (sh, i) not in g["bad"]]
         best = max(peers) if peers else (None, None)
         tv = t["value"] if t else None
         of_copy = tv / g["copy"] if tv is not None and g["metric"] == "GB/s" and g["copy"] else None
-        res.append((sh, tv, best[1], best[0], of_copy))
+        same = g["v"].get((sh, SAME_COPY))
+        of_same = tv / same["value"] if tv is not None and same else None
+        res.append((sh, tv, best[1], best[0], of_copy, of_same))
     return res
 
 
@@ -149,7 +153,7 @@ def summary(groups):
         rs = [r for r in ratios(g) if r[1] is not None and r[3] and not tilejit_failed(g, r[0])]
         if not rs:
             continue
-        rel = [(sh, tv / bv, bn) for sh, tv, bn, bv, _ in rs]
+        rel = [(sh, tv / bv, bn) for sh, tv, bn, bv, _, _ in rs]
         ahead = [r for r in rel if r[1] >= 1.0]
         behind = [r for r in rel if r[1] < 1.0]
         wins += len(ahead)
@@ -196,7 +200,9 @@ def render(parts, figdir_rel, figs):
            "once untimed first (it tunes its tile config on the first call of a shape). GB/s counts the tensor "
            "passes a fused implementation cannot avoid (2 for a forward pass, 4 for fwd+bwd, 5 for dropout "
            "fwd+bwd with an activation); attention counts 4·D flops per live score element (×3.5 for fwd+bwd). "
-           "*of copy* is tilejit's GB/s over the copy bandwidth of the same run; *vs best* is tilejit over the "
+           "*of copy* is tilejit's GB/s over the copy bandwidth of the same run; *of same-size copy* over "
+           "y.copy_(x) of the same tensor, timed the same way (for small tensors launch and tail costs weigh on "
+           "both alike; it is not a peer); *vs best* is tilejit over the "
            "fastest peer at that shape whose output agreed with the reference (a † marks a result that failed "
           "its correctness check: see the list at the end)."]
     if tol:
@@ -211,14 +217,17 @@ def render(parts, figdir_rel, figs):
         if key in figs:
             md += [f"![{block} {variant} {mode} {dtype}]({figdir_rel}/{figs[key]})", ""]
         unit = g["metric"]
-        md.append("| shape | " + " | ".join(f"{i} {unit}" for i in g["impls"]) + " | of copy | vs best |")
-        md.append("|---|" + "---:|" * (len(g["impls"]) + 2))
-        for sh, tv, bn, bv, of_copy in ratios(g):
+        has_same = SAME_COPY in g["impls"]
+        md.append("| shape | " + " | ".join(f"{i} {unit}" for i in g["impls"]) + " | of copy |"
+                  + (" of same-size copy |" if has_same else "") + " vs best |")
+        md.append("|---|" + "---:|" * (len(g["impls"]) + 2 + has_same))
+        for sh, tv, bn, bv, of_copy, of_same in ratios(g):
             cells = [fmt(g["v"][(sh, i)]["value"], 0 if unit == "GB/s" else 1) + ("†" if (sh, i) in g["bad"] else "")
                      if (sh, i) in g["v"] else "–" for i in g["impls"]]
             vs = f"{tv / bv:.2f}x {bn}" if tv is not None and bv else "–"
             oc = f"{of_copy:.1%}" if of_copy is not None else "–"
-            md.append(f"| {sh} | " + " | ".join(cells) + f" | {oc} | {vs} |")
+            os_ = (f" {of_same:.1%} |" if of_same is not None else " – |") if has_same else ""
+            md.append(f"| {sh} | " + " | ".join(cells) + f" | {oc} |{os_} {vs} |")
 
     lat = [r for d in parts.get("latency", []) for r in d.get("latency", [])]
     if lat:
