@@ -25,13 +25,13 @@ typedef struct CUctx_st *CUcontext;
 typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
-typedef struct CUlinkState_st *CUlinkState;
 typedef struct CUevent_st *CUevent;
 typedef unsigned long long CUdeviceptr;
 
 enum {
   CUDA_SUCCESS = 0,
   CUDA_ERROR_INVALID_VALUE = 1,
+  CUDA_ERROR_OUT_OF_MEMORY = 2,
   CUDA_ERROR_NOT_INITIALIZED = 3,
   CUDA_ERROR_NO_DEVICE = 100,
   CUDA_ERROR_INVALID_DEVICE = 101,
@@ -71,7 +71,6 @@ enum {
 };
 
 // CUjitInputType
-enum { CU_JIT_INPUT_PTX = 1 };
 
 // CUpointer_attribute / CUmemorytype
 enum { CU_POINTER_ATTRIBUTE_MEMORY_TYPE = 2 };
@@ -103,12 +102,7 @@ typedef struct RtDriver {
   X(cuCtxSetCurrent, CUresult, (CUcontext))                                                   \
   X(cuCtxPushCurrent_v2, CUresult, (CUcontext))                                               \
   X(cuCtxPopCurrent_v2, CUresult, (CUcontext *))                                              \
-  X(cuLinkCreate_v2, CUresult, (unsigned, int *, void **, CUlinkState *))                     \
-  X(cuLinkAddData_v2, CUresult,                                                               \
-    (CUlinkState, int, void *, size_t, const char *, unsigned, int *, void **))               \
-  X(cuLinkComplete, CUresult, (CUlinkState, void **, size_t *))                               \
-  X(cuLinkDestroy, CUresult, (CUlinkState))                                                   \
-  X(cuModuleLoadData, CUresult, (CUmodule *, const void *))                                   \
+  X(cuModuleLoadDataEx, CUresult, (CUmodule *, const void *, unsigned, int *, void **))        \
   X(cuModuleUnload, CUresult, (CUmodule))                                                     \
   X(cuModuleGetFunction, CUresult, (CUfunction *, CUmodule, const char *))                    \
   X(cuFuncGetAttribute, CUresult, (int *, int, CUfunction))                                   \

@@ -2,8 +2,9 @@
  *
  * Ownership: a tj_ctx owns one RtDevice (allocated with the context, no
  * driver call), which owns the in-memory cache: RtEntry objects keyed by the
- * 32-byte cache key, each holding PTX, optionally a cubin, and once loaded
- * the CUmodule/CUfunction. Modules live as long as the context. A tj_kernel
+ * 32-byte cache key, each holding PTX and once loaded the
+ * CUmodule/CUfunction (the cubin field holds what older versions stored from
+ * the driver's linker; it is never loaded, see launch.c). Modules live as long as the context. A tj_kernel
  * owns an RtKernel: its source digest (the key without specialisation and
  * arch) and a small table of variants, each pointing at an RtEntry of the
  * context it was launched on.
@@ -23,17 +24,17 @@ typedef struct RtKernel RtKernel;
 // cuda.c: per-context device state
 //
 typedef struct RtEntry {
-  pthread_mutex_t mu;      // guards loading: cubin, mod, fn, dyn_smem, spills
+  pthread_mutex_t mu;      // guards loading: mod, fn, dyn_smem, spills
   uint8_t key[32];
   char *name;              // kernel (entry) name
   char *arch;              // "sm_90"
   int shared_bytes;        // static + dynamic shared memory the kernel needs
   int num_warps;
-  int spill_stores;        // from the linker's info log; -1 when unknown
+  int spill_stores;        // from the JIT's info log; -1 when unknown
   int spill_loads;
   char *ptx;               // NUL-terminated
   size_t ptx_len;          // without the NUL
-  void *cubin;             // NULL when compiled without a GPU
+  void *cubin;             // an older version's linker cubin, read and kept, never loaded
   size_t cubin_len;
   // Loaded state (context-specific, never on disk).
   CUmodule mod;
@@ -118,11 +119,10 @@ void rt_kernel_free(tj_kernel *k);
 // text when LLVM ran and keep_llvm; the entry is owned by ctx.
 tj_status rt_compile_variant(tj_ctx *ctx, tj_kernel *k, uint64_t spec, const char *arch,
                              bool keep_llvm, RtEntry **out, char **llvm);
-// PTX -> cubin through the driver's linker; info log parsed for spills.
-tj_status rt_link(tj_ctx *ctx, RtEntry *e);
-// Loads e's cubin (linking first when it has none, then rewriting the disk
-// entry with the cubin when write_back) into ctx's context.
-tj_status rt_entry_load(tj_ctx *ctx, RtEntry *e, bool write_back);
+// Loads e into ctx's context: its PTX through the driver's JIT
+// (cuModuleLoadDataEx, whole-program; see launch.c for why not the linker),
+// the info log parsed for spills.
+tj_status rt_entry_load(tj_ctx *ctx, RtEntry *e);
 #define RT_SPEC_BITS 3
 #define RT_SPEC_MAX_PARAMS 21
 
@@ -183,7 +183,7 @@ tj_status cache_lookup(tj_ctx *ctx, const uint8_t key[32], bool use_disk, RtEntr
 // write_disk and the cache is on. Returns the map's entry (e, or an existing
 // entry with the same key, in which case e is freed).
 RtEntry *cache_insert(tj_ctx *ctx, RtEntry *e, bool write_disk);
-// Rewrites e on disk (after a cubin was added).
+// Writes e to the disk cache.
 void cache_update_disk(tj_ctx *ctx, const RtEntry *e);
 void cache_map_clear(tj_ctx *ctx, bool unload);
 

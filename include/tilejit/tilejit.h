@@ -270,7 +270,8 @@ typedef struct tj_cache_entry {
   char arch[16];
   uint64_t bytes;              // file size
   double age_s;                // seconds since last use (mtime)
-  int has_cubin;
+  int has_cubin;                // written by an older tilejit with the linker's cubin (unused now:
+                               // kernels are JIT-compiled from the PTX, see docs/architecture.md)
 } tj_cache_entry;
 
 typedef struct tj_cache_summary {
