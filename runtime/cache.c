@@ -20,7 +20,11 @@
  *   magic "TJCACHE\0" | u32 format | u32 header size | key[32]
  *   | i32 shared_bytes, num_warps, spill_stores, spill_loads
  *   | u32 name_len, arch_len | u64 ptx_len, cubin_len | u64 reserved
- *   | name | arch | ptx | cubin (may be empty) | BLAKE3 of all the above
+ *   | name | arch | ptx | cubin | BLAKE3 of all the above
+ *
+ * The cubin section is empty: kernels are JIT-compiled from the PTX
+ * (launch.c says why not through the linker, whose cubin it held). A reader
+ * still accepts a nonempty one, checksummed, and ignores it.
  *
  * all integers little-endian. A writer builds the whole entry in memory,
  * writes it to a unique temp file in the same directory (mkstemp), fsyncs
@@ -157,7 +161,6 @@ void cache_entry_free(RtEntry *e) {
   tj_free(e->name);
   tj_free(e->arch);
   tj_free(e->ptx);
-  tj_free(e->cubin);
   pthread_mutex_destroy(&e->mu);
   tj_free(e);
 }
@@ -187,8 +190,7 @@ tj_status cache_encode(const RtEntry *e, uint8_t **out, size_t *len) {
   *len = 0;
   size_t nl = e->name ? strlen(e->name) : 0, al = e->arch ? strlen(e->arch) : 0;
   if (!e->ptx || nl == 0 || nl > 1024 || al == 0 || al > 64) return TJ_ERR_INTERNAL;
-  size_t cl = e->cubin ? e->cubin_len : 0;
-  size_t total = CACHE_HEADER + nl + al + e->ptx_len + cl + CACHE_SUM;
+  size_t total = CACHE_HEADER + nl + al + e->ptx_len + CACHE_SUM;
   uint8_t *b = tj_calloc(1, total);
   if (!b) return TJ_ERR_NO_MEMORY;
   memcpy(b, CACHE_MAGIC, 8);
@@ -202,12 +204,11 @@ tj_status cache_encode(const RtEntry *e, uint8_t **out, size_t *len) {
   put32(b + 64, (uint32_t)nl);
   put32(b + 68, (uint32_t)al);
   put64(b + 72, e->ptx_len);
-  put64(b + 80, cl);
+  put64(b + 80, 0);   // the cubin section: empty since kernels are JIT-compiled from the PTX
   uint8_t *p = b + CACHE_HEADER;
   memcpy(p, e->name, nl), p += nl;
   memcpy(p, e->arch, al), p += al;
   memcpy(p, e->ptx, e->ptx_len), p += e->ptx_len;
-  if (cl) memcpy(p, e->cubin, cl), p += cl;
   checksum(b, total - CACHE_SUM, p);
   *out = b;
   *len = total;
@@ -255,14 +256,9 @@ tj_status cache_decode(const uint8_t *b, size_t len, const uint8_t key[32], RtEn
   const uint8_t *p = b + CACHE_HEADER;
   e->name = dup_n(p, nl), p += nl;
   e->arch = dup_n(p, al), p += al;
-  e->ptx = dup_n(p, pl), p += pl;
+  e->ptx = dup_n(p, pl);   // a cubin section after it (an older writer's) is checked, not kept
   e->ptx_len = pl;
-  if (cl) {
-    e->cubin = tj_malloc(cl);
-    if (e->cubin) memcpy(e->cubin, p, cl);
-    e->cubin_len = cl;
-  }
-  if (!e->name || !e->arch || !e->ptx || (cl && !e->cubin)) {
+  if (!e->name || !e->arch || !e->ptx) {
     cache_entry_free(e);
     return TJ_ERR_NO_MEMORY;
   }

@@ -70,8 +70,6 @@ enum {
   CU_JIT_LOG_VERBOSE = 12,
 };
 
-// CUjitInputType
-
 // CUpointer_attribute / CUmemorytype
 enum { CU_POINTER_ATTRIBUTE_MEMORY_TYPE = 2 };
 enum { CU_MEMORYTYPE_HOST = 1, CU_MEMORYTYPE_DEVICE = 2, CU_MEMORYTYPE_ARRAY = 3,

@@ -141,7 +141,7 @@ tj_status rt_compile_variant(tj_ctx *ctx, tj_kernel *k, uint64_t spec, const cha
   return TJ_OK;
 }
 
-// Parses "N bytes spill stores, M bytes spill loads" from ptxas' info log.
+// The number just before `what` in a JIT info log; -1 when absent.
 static int parse_before(const char *log, const char *what) {
   const char *p = log ? strstr(log, what) : NULL;
   if (!p) return -1;
@@ -153,19 +153,26 @@ static int parse_before(const char *log, const char *what) {
   return atoi(q);
 }
 
+void rt_parse_spills(const char *log, int *stores, int *loads) {
+  *stores = parse_before(log, "bytes spill stores");
+  *loads = parse_before(log, "bytes spill loads");
+}
+
 // PTX -> module through the driver's JIT (cuModuleLoadDataEx), which
 // compiles a whole program. Not through the driver's linker (cuLinkCreate /
 // cuLinkAddData / cuLinkComplete), which would hand back a cubin to cache
 // but compiles PTX as relocatable code, as `ptxas -c` does: on the H200 that
 // took 10-50% more registers for the same PTX (layernorm 8192 wide 80 ->
 // 120: 2 programs of 8 warps per SM instead of 3; dropout 123 -> 144;
-// softmax 50 -> 56). No driver call
-// returns the whole-program cubin, so the disk cache keeps the PTX and the
-// driver's own JIT cache (CUDA_CACHE_PATH, ~/.nv/ComputeCache) the SASS: a
-// later process loading the same PTX skips the compile. The verbose info
-// log gives the spill counts when the JIT ran (-1 on a JIT-cache hit).
-static tj_status jit_load(tj_ctx *ctx, RtEntry *e, CUmodule *mod) {
+// softmax 50 -> 56). No driver call returns the whole-program cubin, so
+// the disk cache keeps the PTX and the driver's own JIT cache
+// (CUDA_CACHE_PATH, ~/.nv/ComputeCache) the SASS: a later process loading
+// the same PTX skips the compile. The verbose info log gives the spill
+// counts when the JIT ran; on a JIT-cache hit it is empty and the counts
+// stay as the disk entry had them. *logged: the log had them.
+static tj_status jit_load(tj_ctx *ctx, RtEntry *e, CUmodule *mod, bool *logged) {
   const RtDriver *d = rt_driver();
+  *logged = false;
   enum { LOG = 1 << 15 };
   char *info = tj_calloc(1, LOG), *err = tj_calloc(1, LOG);
   if (!info || !err) {
@@ -181,8 +188,13 @@ static tj_status jit_load(tj_ctx *ctx, RtEntry *e, CUmodule *mod) {
   char ebuf[200];
   CUresult r = d->cuModuleLoadDataEx(mod, e->ptx, 5, opts, vals);
   if (r == CUDA_SUCCESS) {
-    e->spill_stores = parse_before(info, "bytes spill stores");
-    e->spill_loads = parse_before(info, "bytes spill loads");
+    int s, l;
+    rt_parse_spills(info, &s, &l);
+    if (s >= 0 && l >= 0) {
+      *logged = s != e->spill_stores || l != e->spill_loads;
+      e->spill_stores = s;
+      e->spill_loads = l;
+    }
   } else {
     *mod = NULL;
     st = api_error(ctx, r == CUDA_ERROR_OUT_OF_MEMORY ? TJ_ERR_NO_MEMORY : TJ_ERR_CUDA,
@@ -194,12 +206,16 @@ static tj_status jit_load(tj_ctx *ctx, RtEntry *e, CUmodule *mod) {
   return st;
 }
 
-// Requires e->mu and ctx's context current.
-static tj_status load_locked(tj_ctx *ctx, RtEntry *e) {
+// Requires e->mu and ctx's context current. write_back: rewrite the disk
+// entry when the JIT log told spill counts it did not have (an entry is
+// written at compile time, before its first JIT).
+static tj_status load_locked(tj_ctx *ctx, RtEntry *e, bool write_back) {
   const RtDriver *d = rt_driver();
   CUmodule mod = NULL;
-  tj_status st = jit_load(ctx, e, &mod);
+  bool logged = false;
+  tj_status st = jit_load(ctx, e, &mod, &logged);
   if (st != TJ_OK) return st;
+  if (logged && write_back) cache_update_disk(ctx, e);
   CUresult r;
   CUfunction fn = NULL;
   r = d->cuModuleGetFunction(&fn, mod, e->name);
@@ -229,13 +245,13 @@ static tj_status load_locked(tj_ctx *ctx, RtEntry *e) {
   return TJ_OK;
 }
 
-tj_status rt_entry_load(tj_ctx *ctx, RtEntry *e) {
+static tj_status entry_load(tj_ctx *ctx, RtEntry *e, bool write_back) {
   CUcontext saved;
   bool pushed;
   tj_status st = rt_ctx_enter(ctx, &saved, &pushed);
   if (st != TJ_OK) return st;
   pthread_mutex_lock(&e->mu);
-  if (!e->fn) st = load_locked(ctx, e);
+  if (!e->fn) st = load_locked(ctx, e, write_back && ctx->rt->cache_on);
   pthread_mutex_unlock(&e->mu);
   rt_ctx_leave(ctx, pushed);
   return st;
@@ -280,7 +296,7 @@ static tj_status get_variant(tj_ctx *ctx, tj_kernel *k, uint64_t spec, RtVariant
   if ((st = variant_arch(ctx, k, &arch)) != TJ_OK) goto done;
   RtEntry *e;
   if ((st = rt_compile_variant(ctx, k, spec, arch, false, &e, NULL)) != TJ_OK) goto done;
-  if ((st = rt_entry_load(ctx, e)) != TJ_OK) goto done;
+  if ((st = entry_load(ctx, e, !kr->no_cache)) != TJ_OK) goto done;
   RtVariant *v = &kr->vars[kr->nvars];
   v->ctx_serial = serial;
   v->spec = spec;
@@ -447,7 +463,8 @@ tj_status tj_kernel_info(tj_ctx *ctx, tj_kernel *k, tj_kernel_resources *out) {
   bool pushed;
   if ((st = rt_ctx_enter(ctx, &saved, &pushed)) != TJ_OK) return st;
   d->cuFuncGetAttribute(&out->num_regs, CU_FUNC_ATTRIBUTE_NUM_REGS, e->fn);
-  d->cuFuncGetAttribute(&out->local_bytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, e->fn);
+  bool local_known = d->cuFuncGetAttribute(&out->local_bytes, CU_FUNC_ATTRIBUTE_LOCAL_SIZE_BYTES, e->fn) ==
+                     CUDA_SUCCESS;
   d->cuFuncGetAttribute(&out->static_shared_bytes, CU_FUNC_ATTRIBUTE_SHARED_SIZE_BYTES, e->fn);
   d->cuFuncGetAttribute(&out->max_threads_per_block, CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK, e->fn);
   d->cuFuncGetAttribute(&out->binary_version, CU_FUNC_ATTRIBUTE_BINARY_VERSION, e->fn);
@@ -458,7 +475,7 @@ tj_status tj_kernel_info(tj_ctx *ctx, tj_kernel *k, tj_kernel_resources *out) {
   pthread_mutex_unlock(&e->mu);
   // When the driver's JIT cache answered there is no log; no local memory
   // at all still proves there are no spills.
-  if (out->spill_stores < 0 && out->local_bytes == 0) out->spill_stores = out->spill_loads = 0;
+  if (out->spill_stores < 0 && local_known && out->local_bytes == 0) out->spill_stores = out->spill_loads = 0;
   out->dynamic_shared_bytes = e->dyn_smem;
   out->block_threads = 32 * e->num_warps;
   snprintf(out->arch, sizeof out->arch, "%s", e->arch);

@@ -58,7 +58,7 @@ tj_status tj_device_malloc(tj_ctx *ctx, size_t nbytes, void **out) {
   rt_ctx_leave(ctx, pushed);
   if (r != CUDA_SUCCESS) {
     char buf[200];
-    return api_error(ctx, r == 2 /* CUDA_ERROR_OUT_OF_MEMORY */ ? TJ_ERR_NO_MEMORY : TJ_ERR_CUDA,
+    return api_error(ctx, r == CUDA_ERROR_OUT_OF_MEMORY ? TJ_ERR_NO_MEMORY : TJ_ERR_CUDA,
                      "cuMemAlloc of %zu bytes failed: %s", nbytes,
                      rt_cu_error(rt_driver(), r, buf, sizeof buf));
   }

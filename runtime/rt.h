@@ -3,8 +3,7 @@
  * Ownership: a tj_ctx owns one RtDevice (allocated with the context, no
  * driver call), which owns the in-memory cache: RtEntry objects keyed by the
  * 32-byte cache key, each holding PTX and once loaded the
- * CUmodule/CUfunction (the cubin field holds what older versions stored from
- * the driver's linker; it is never loaded, see launch.c). Modules live as long as the context. A tj_kernel
+ * CUmodule/CUfunction. Modules live as long as the context. A tj_kernel
  * owns an RtKernel: its source digest (the key without specialisation and
  * arch) and a small table of variants, each pointing at an RtEntry of the
  * context it was launched on.
@@ -34,8 +33,6 @@ typedef struct RtEntry {
   int spill_loads;
   char *ptx;               // NUL-terminated
   size_t ptx_len;          // without the NUL
-  void *cubin;             // an older version's linker cubin, read and kept, never loaded
-  size_t cubin_len;
   // Loaded state (context-specific, never on disk).
   CUmodule mod;
   CUfunction fn;
@@ -119,10 +116,10 @@ void rt_kernel_free(tj_kernel *k);
 // text when LLVM ran and keep_llvm; the entry is owned by ctx.
 tj_status rt_compile_variant(tj_ctx *ctx, tj_kernel *k, uint64_t spec, const char *arch,
                              bool keep_llvm, RtEntry **out, char **llvm);
-// Loads e into ctx's context: its PTX through the driver's JIT
-// (cuModuleLoadDataEx, whole-program; see launch.c for why not the linker),
-// the info log parsed for spills.
-tj_status rt_entry_load(tj_ctx *ctx, RtEntry *e);
+// The spill counts of a JIT info log ("N bytes spill stores, M bytes spill
+// loads"); -1 each when absent. (Kernels load through the driver's JIT,
+// cuModuleLoadDataEx, whole-program: launch.c says why not the linker.)
+void rt_parse_spills(const char *log, int *stores, int *loads);
 #define RT_SPEC_BITS 3
 #define RT_SPEC_MAX_PARAMS 21
 

@@ -106,7 +106,8 @@ int cmd_info(int argc, char **argv) {
 static void cache_usage(FILE *f) {
   fputs("usage: tilejit cache <command>\n\n"
         "commands:\n"
-        "  list    the entries: key, kernel, arch, size, time since last use, cubin or PTX only\n"
+        "  list    the entries: key, kernel, arch, size, time since last use, and what code\n"
+        "          they hold (ptx; ptx+cubin for an entry an older tilejit wrote)\n"
         "  clear   remove every entry\n"
         "  dir     print the cache directory\n\n"
         "The directory is $TILEJIT_CACHE_DIR, else $XDG_CACHE_HOME/tilejit, else\n"
@@ -132,7 +133,7 @@ static int cache_list(tj_ctx *ctx) {
     human_bytes(size, sizeof size, (double)e[i].bytes);
     human_age(age, sizeof age, e[i].age_s);
     printf("%-16.16s  %-24s  %-7s  %10s  %6s  %s\n", e[i].key, e[i].name, e[i].arch, size, age,
-           e[i].has_cubin ? "cubin" : "ptx");
+           e[i].has_cubin ? "ptx+cubin" : "ptx");
     total += e[i].bytes;
   }
   if (n) {

@@ -95,7 +95,8 @@ TJ_API const char *tj_ctx_last_error(const tj_ctx *ctx);
 // ---------------------------------------------------------------- compile
 
 enum {
-  TJ_COMPILE_NO_CACHE = 1u << 0,  // neither read nor write the compile cache
+  TJ_COMPILE_NO_CACHE = 1u << 0,  // neither read nor write the compile cache (the driver's own
+                                  // JIT cache of PTX -> SASS still applies: CUDA_CACHE_DISABLE=1)
   TJ_COMPILE_FRONTEND = 1u << 1,  // stop after the tile IR (no LLVM, no PTX)
   TJ_COMPILE_DEBUG = 1u << 2,     // run the IR verifier after every pass
 };
@@ -270,7 +271,7 @@ typedef struct tj_cache_entry {
   char arch[16];
   uint64_t bytes;              // file size
   double age_s;                // seconds since last use (mtime)
-  int has_cubin;                // written by an older tilejit with the linker's cubin (unused now:
+  int has_cubin;               // written by an older tilejit with the linker's cubin (unused now:
                                // kernels are JIT-compiled from the PTX, see docs/architecture.md)
 } tj_cache_entry;
 

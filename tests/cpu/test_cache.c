@@ -3,7 +3,7 @@
  * The cache layer is tested on its own with synthetic entries (keys,
  * encoding, atomic files, corruption, LRU, the per-context map and the
  * public tj_cache_* calls); the end-to-end tests compile a real kernel to
- * PTX, which needs no GPU (entries then hold PTX and no cubin).
+ * PTX, which needs no GPU.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -66,7 +66,7 @@ static int count_files(const char *dir, int *temps) {
   return n;
 }
 
-static RtEntry *synthetic(int seed, size_t ptx_bytes, bool cubin) {
+static RtEntry *synthetic(int seed, size_t ptx_bytes) {
   RtEntry *e = cache_entry_new();
   ck_assert_ptr_nonnull(e);
   uint8_t digest[32] = {0};
@@ -83,11 +83,6 @@ static RtEntry *synthetic(int seed, size_t ptx_bytes, bool cubin) {
   e->num_warps = 4;
   e->spill_stores = 8;
   e->spill_loads = 16;
-  if (cubin) {
-    e->cubin_len = 333;
-    e->cubin = malloc(e->cubin_len);
-    for (size_t i = 0; i < e->cubin_len; i++) ((uint8_t *)e->cubin)[i] = (uint8_t)(i * 7 + (size_t)seed);
-  }
   return e;
 }
 
@@ -101,8 +96,23 @@ static void assert_same_entry(const RtEntry *a, const RtEntry *b) {
   ck_assert_int_eq(a->num_warps, b->num_warps);
   ck_assert_int_eq(a->spill_stores, b->spill_stores);
   ck_assert_int_eq(a->spill_loads, b->spill_loads);
-  ck_assert_uint_eq(a->cubin_len, b->cubin_len);
-  if (a->cubin_len) ck_assert_mem_eq(a->cubin, b->cubin, a->cubin_len);
+}
+
+// buf (an encoded entry) as an older writer made it: a 333-byte cubin
+// section after the PTX, the checksum recomputed.
+static uint8_t *with_old_cubin(const uint8_t *buf, size_t len, size_t *out_len) {
+  size_t cl = 333, body = len - 32;
+  uint8_t *b = malloc(len + cl);
+  ck_assert_ptr_nonnull(b);
+  memcpy(b, buf, body);
+  for (size_t i = 0; i < cl; i++) b[body + i] = (uint8_t)(i * 7);
+  for (int i = 0; i < 8; i++) b[80 + i] = (uint8_t)((uint64_t)cl >> (8 * i));
+  CgHash h;
+  cg_hash_init(&h);
+  cg_hash_update(&h, b, body + cl);
+  cg_hash_final(&h, b + body + cl);
+  *out_len = len + cl;
+  return b;
 }
 
 static char *entry_path(const char *dir, const uint8_t key[32]) {
@@ -198,19 +208,52 @@ END_TEST
 
 // ---------------------------------------------------------------- format
 
+// The JIT's verbose info log, as the driver's ptxas writes it.
+START_TEST(spill_counts_from_jit_log) {
+  int st = 0, ld = 0;
+  rt_parse_spills("ptxas info    : Function properties for k\n"
+                  "    16 bytes stack frame, 24 bytes spill stores, 40 bytes spill loads\n"
+                  "ptxas info    : Used 255 registers\n", &st, &ld);
+  ck_assert_int_eq(st, 24);
+  ck_assert_int_eq(ld, 40);
+  rt_parse_spills("    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads", &st, &ld);
+  ck_assert_int_eq(st, 0);
+  ck_assert_int_eq(ld, 0);
+  rt_parse_spills("", &st, &ld);   // a JIT-cache hit leaves the log empty
+  ck_assert_int_eq(st, -1);
+  ck_assert_int_eq(ld, -1);
+  rt_parse_spills("bytes spill stores", &st, &ld);   // no number before the words
+  ck_assert_int_eq(st, -1);
+  ck_assert_int_eq(ld, -1);
+}
+END_TEST
+
 START_TEST(encode_decode_roundtrip) {
+  // with_cubin: the file as an older writer made it, with the linker's cubin
+  // after the PTX; it decodes to the same entry (the section is checked by
+  // the checksum and skipped). A new writer leaves the section empty.
   for (int with_cubin = 0; with_cubin < 2; with_cubin++) {
-    RtEntry *e = synthetic(3, 1000, with_cubin);
+    RtEntry *e = synthetic(3, 1000);
     uint8_t *buf;
     size_t len;
     ck_assert_int_eq(cache_encode(e, &buf, &len), TJ_OK);
+    ck_assert_uint_eq(len, 96 + strlen("synthetic") + strlen("sm_80") + 1000 + 32);   // no cubin section
+    if (with_cubin) {
+      size_t old_len;
+      uint8_t *old = with_old_cubin(buf, len, &old_len);
+      free(buf);
+      buf = old, len = old_len;
+    }
     RtEntry *d = NULL;
     StrBuf why;
     sb_init(&why);
     ck_assert_int_eq(cache_decode(buf, len, e->key, &d, &why), TJ_OK);
     assert_same_entry(e, d);
-    ck_assert_int_eq(d->cubin == NULL, !with_cubin);
     cache_entry_free(d);
+    if (with_cubin) {   // and a flipped byte in the cubin section is caught
+      buf[len - 40] ^= 1;
+      ck_assert_int_eq(cache_decode(buf, len, e->key, &d, &why), TJ_ERR_CORRUPT);
+    }
     sb_free(&why);
     free(buf);
     cache_entry_free(e);
@@ -219,7 +262,7 @@ START_TEST(encode_decode_roundtrip) {
 END_TEST
 
 START_TEST(decode_rejects_every_damage) {
-  RtEntry *e = synthetic(5, 200, true);
+  RtEntry *e = synthetic(5, 200);
   uint8_t *buf;
   size_t len;
   ck_assert_int_eq(cache_encode(e, &buf, &len), TJ_OK);
@@ -265,7 +308,7 @@ START_TEST(disk_write_read_no_temp_left) {
   char *dir = fresh_dir();
   char sub[1100];
   snprintf(sub, sizeof sub, "%s/a/b", dir);  // created on demand
-  RtEntry *e = synthetic(7, 5000, true);
+  RtEntry *e = synthetic(7, 5000);
   StrBuf why;
   sb_init(&why);
   ck_assert_int_eq(cache_disk_write(sub, e, &why), TJ_OK);
@@ -298,8 +341,8 @@ END_TEST
 // A reader racing many writers of one key sees a whole entry or none.
 START_TEST(disk_writes_atomic_under_race) {
   char *dir = fresh_dir();
-  RtEntry *a = synthetic(11, 200000, true);
-  RtEntry *b = synthetic(11, 150000, false);  // same key, other content
+  RtEntry *a = synthetic(11, 200000);
+  RtEntry *b = synthetic(11, 150000);  // same key, other content
   b->spill_loads = 1;
   enum { WRITERS = 4, ROUNDS = 40 };
   pid_t pids[WRITERS];
@@ -367,7 +410,7 @@ START_TEST(corrupt_entry_detected_removed_rebuilt) {
   for (int trunc = 0; trunc < 2; trunc++) {
     char *dir = fresh_dir();
     tj_ctx *ctx = ctx_in(dir);
-    RtEntry *e = synthetic(13, 4000, false);
+    RtEntry *e = synthetic(13, 4000);
     uint8_t key[32];
     memcpy(key, e->key, 32);
     RtEntry *in = cache_insert(ctx, e, true);
@@ -388,7 +431,7 @@ START_TEST(corrupt_entry_detected_removed_rebuilt) {
     ck_assert_int_eq(s.entries, 0);
 
     // Rebuild: insert again, then a third context reads it back.
-    cache_insert(ctx2, synthetic(13, 4000, false), true);
+    cache_insert(ctx2, synthetic(13, 4000), true);
     tj_ctx *ctx3 = ctx_in(dir);
     ck_assert_int_eq(cache_lookup(ctx3, key, true, &got), TJ_OK);
     ck_assert_int_eq(got->shared_bytes, 13 * 1024);
@@ -430,7 +473,7 @@ START_TEST(lru_eviction) {
   sb_init(&why);
   time_t now = time(NULL);
   for (int i = 0; i < 5; i++) {
-    e[i] = synthetic(20 + i, 100000, false);
+    e[i] = synthetic(20 + i, 100000);
     ck_assert_int_eq(cache_disk_write(dir, e[i], &why), TJ_OK);
     set_mtime(dir, e[i]->key, now - 1000 + 100 * i);  // e[0] oldest
   }
@@ -465,7 +508,7 @@ START_TEST(lru_cap_from_environment) {
   time_t now = time(NULL);
   uint8_t keys[4][32];
   for (int i = 0; i < 4; i++) {
-    RtEntry *e = synthetic(40 + i, 100000, false);
+    RtEntry *e = synthetic(40 + i, 100000);
     memcpy(keys[i], e->key, 32);
     cache_insert(ctx, e, true);
     set_mtime(dir, keys[i], now - 100 + i);
@@ -489,7 +532,7 @@ START_TEST(cache_disabled_by_environment) {
   setenv("TILEJIT_CACHE", "0", 1);
   tj_ctx *ctx = ctx_in(dir);
   unsetenv("TILEJIT_CACHE");
-  RtEntry *e = synthetic(50, 100, false);
+  RtEntry *e = synthetic(50, 100);
   uint8_t key[32];
   memcpy(key, e->key, 32);
   cache_insert(ctx, e, true);
@@ -497,7 +540,7 @@ START_TEST(cache_disabled_by_environment) {
   // Someone else's entry on disk is not read either.
   StrBuf why;
   sb_init(&why);
-  RtEntry *other = synthetic(51, 100, false);
+  RtEntry *other = synthetic(51, 100);
   ck_assert_int_eq(cache_disk_write(dir, other, &why), TJ_OK);
   RtEntry *got;
   ck_assert_int_eq(cache_lookup(ctx, other->key, true, &got), TJ_ERR_NOT_FOUND);
@@ -524,8 +567,8 @@ START_TEST(public_list_clear_stats) {
   ck_assert_int_eq(tj_cache_list(ctx, &ents, &n), TJ_OK);
   ck_assert_int_eq(n, 0);
   tj_cache_list_free(ents);
-  cache_insert(ctx, synthetic(60, 1000, true), true);
-  cache_insert(ctx, synthetic(61, 2000, false), true);
+  cache_insert(ctx, synthetic(60, 1000), true);
+  cache_insert(ctx, synthetic(61, 2000), true);
   // A stray temp file from a dead writer is not an entry.
   char tmp[1100];
   snprintf(tmp, sizeof tmp, "%s/.deadbeef.tmp.XXXXXX", dir);
@@ -541,7 +584,7 @@ START_TEST(public_list_clear_stats) {
     ck_assert(ents[i].age_s >= 0 && ents[i].age_s < 60);
     ck_assert_uint_gt(ents[i].bytes, 1000);
   }
-  ck_assert_int_eq(ents[0].has_cubin + ents[1].has_cubin, 1);
+  ck_assert_int_eq(ents[0].has_cubin + ents[1].has_cubin, 0);   // new entries: PTX only
   tj_cache_list_free(ents);
   tj_cache_summary s;
   ck_assert_int_eq(tj_cache_stats(ctx, &s), TJ_OK);
@@ -696,6 +739,7 @@ static Suite *cache_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, key_stable_and_sensitive);
   tcase_add_test(tc, blake3_known_answer);
+  tcase_add_test(tc, spill_counts_from_jit_log);
   tcase_add_test(tc, encode_decode_roundtrip);
   tcase_add_test(tc, decode_rejects_every_damage);
   tcase_add_test(tc, disk_write_read_no_temp_left);
