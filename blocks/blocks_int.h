@@ -141,13 +141,17 @@ tj_status blk_error(tj_blocks *b, tj_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 const char *blk_dt(tj_dtype d);   // "f16"
 
+enum { BLK_MAX_DEFS = 16 };   // the most a kernel takes: dropout_bwd's 11
 typedef struct BlkDefs {
-  char buf[12][32];
-  const char *p[12];
+  char buf[BLK_MAX_DEFS][32];
+  const char *p[BLK_MAX_DEFS];
   int n;
 } BlkDefs;
 
-void blk_def(BlkDefs *d, const char *name, const char *value);   // "NAME=value"
+// "NAME=value" into the next slot. A define past BLK_MAX_DEFS turns the last
+// slot into one the compiler rejects (TJ_ERR_INVALID_ARG: "not of the form
+// NAME=VALUE"), so too many fail with a status, never past the arrays.
+void blk_def(BlkDefs *d, const char *name, const char *value);
 void blk_def_int(BlkDefs *d, const char *name, int v);
 
 // The row addressing shared by all tensors of a call: either one sequence

@@ -222,6 +222,10 @@ tj_status blk_run(tj_blocks *b, tj_kernel *k, bool gpu, unsigned grid, const tj_
 }
 
 void blk_def(BlkDefs *d, const char *name, const char *fmt_value) {
+  if (d->n == BLK_MAX_DEFS) {
+    snprintf(d->buf[BLK_MAX_DEFS - 1], sizeof d->buf[0], "(more than %d block defines)", BLK_MAX_DEFS);
+    return;
+  }
   snprintf(d->buf[d->n], sizeof d->buf[0], "%s=%s", name, fmt_value);
   d->p[d->n] = d->buf[d->n];
   d->n++;

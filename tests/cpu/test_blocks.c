@@ -468,6 +468,23 @@ START_TEST(kernel_cache) {
 }
 END_TEST
 
+// More defines than BlkDefs holds fail with a status at compile time, and
+// nothing is written past the arrays (ASan in the sanitizer build).
+START_TEST(too_many_defines) {
+  BlkDefs d = { .n = 0 };
+  char name[16];
+  for (int i = 0; i < BLK_MAX_DEFS + 3; i++) {
+    snprintf(name, sizeof name, "D%d", i);
+    blk_def_int(&d, name, i);
+  }
+  ck_assert_int_eq(d.n, BLK_MAX_DEFS);
+  tj_kernel *k = NULL;
+  ck_assert_int_eq(blk_kernel(blk, "blocks/softmax.tj", blk_src_softmax, blk_src_softmax_len, "softmax_fwd", d.p,
+                              d.n, 4, false, &k), TJ_ERR_INVALID_ARG);
+  ck_assert_ptr_nonnull(strstr(tj_blocks_last_error(blk), "more than 16 block defines"));
+}
+END_TEST
+
 // The embedded sources are the files in blocks/ (the build regenerates them).
 START_TEST(embedded_sources_current) {
   size_t len;
@@ -785,6 +802,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, bad_inputs);
   tcase_add_test(tc, registry);
   tcase_add_test(tc, kernel_cache);
+  tcase_add_test(tc, too_many_defines);
   tcase_add_test(tc, embedded_sources_current);
   suite_add_tcase(s, tc);
   TCase *tt = tcase_create("tuning");
