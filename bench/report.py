@@ -109,7 +109,7 @@ def ratios(g):
         tv = t["value"] if t else None
         of_copy = tv / g["copy"] if tv is not None and g["metric"] == "GB/s" and g["copy"] else None
         same = g["v"].get((sh, SAME_COPY))
-        of_same = tv / same["value"] if tv is not None and same else None
+        of_same = tv / same["value"] if tv is not None and same and same["value"] else None
         res.append((sh, tv, best[1], best[0], of_copy, of_same))
     return res
 
@@ -120,6 +120,9 @@ def plot(key, g, figdir, plt):
     xs = list(range(len(g["shapes"])))
     for impl in g["impls"]:
         ys = [g["v"][(sh, impl)]["value"] if (sh, impl) in g["v"] else float("nan") for sh in g["shapes"]]
+        if impl == SAME_COPY:   # a ceiling, drawn like the copy line
+            ax.plot(xs, ys, color="gray", linestyle=":", marker=".", linewidth=1, label=impl)
+            continue
         ax.plot(xs, ys, marker="o", linewidth=2.4 if impl == "tilejit" else 1.3, label=impl)
     if g["metric"] == "GB/s" and g["copy"]:
         ax.axhline(g["copy"], color="gray", linestyle="--", linewidth=1, label=f"copy {g['copy']:.0f} GB/s")
