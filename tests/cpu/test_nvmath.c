@@ -17,6 +17,7 @@
  */
 #include <check.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,11 +223,17 @@ static int loop_body_insts(const char *ptx, char *label, size_t nlabel) {
   const char *h = strstr(ptx, head);
   ck_assert_ptr_nonnull(h);
   ck_assert_msg(h < be, "loop header after its back edge");
+  // Register moves inside inline asm (mul_wide's, which hide a value from
+  // instcombine) cost no SASS: ptxas propagates them, so they do not count.
   int n = 0;
+  bool in_asm = false;
   for (const char *p = strchr(h + 1, '\n'); p && p < be; p = strchr(p + 1, '\n')) {
     const char *s = p + 1;
     while (*s == ' ' || *s == '\t') s++;
+    if (!strncmp(s, "// begin inline asm", 19)) in_asm = true;
+    if (!strncmp(s, "// end inline asm", 17)) in_asm = false;
     if (*s == '/' || *s == '.' || *s == '$' || *s == '{' || *s == '}' || *s == '\n' || *s == 0) continue;
+    if (in_asm && !strncmp(s, "mov.b32", 7)) continue;
     n++;
   }
   return n + 1;  // the back edge
@@ -262,8 +269,7 @@ START_TEST(dropout_fwd_budget) {
                   "want 80 + 72", act, w0, w1);
     ck_assert_msg(count(ptx, "selp.b16") == 0, "%s: a 16-bit select (a PRMT per element in SASS)", act);
     char label[64];
-    // Less mul_wide's inline-asm moves (no SASS: ptxas propagates them).
-    int n = loop_body_insts(ptx, label, sizeof label) - count(ptx, "// begin inline asm");
+    int n = loop_body_insts(ptx, label, sizeof label);
     ck_assert_msg(n <= 32 * cases[c].max_per_elem, "%s: loop body %d PTX instructions (%.1f per element), budget %d",
                   act, n, n / 32.0, cases[c].max_per_elem);
     if (cases[c].act == 3) {
