@@ -7,5 +7,6 @@ int cmd_compile(int argc, char **argv);   // tilejit.c
 int cmd_info(int argc, char **argv);      // cmd_runtime.c
 int cmd_cache(int argc, char **argv);     // cmd_runtime.c
 int cmd_tune(int argc, char **argv);      // cmd_tune.c
+int cmd_bench(int argc, char **argv);     // cmd_tune.c
 
 #endif

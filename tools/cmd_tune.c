@@ -1,5 +1,7 @@
-/* cmd_tune.c: `tilejit tune` (a tuning run from the command line) and
- * `tilejit tune --list|--clear` (the stored results).
+/* cmd_tune.c: `tilejit tune` (a tuning run from the command line),
+ * `tilejit tune --list|--clear` (the stored results), and `tilejit bench`
+ * (the same setup, every configuration timed, nothing stored, with GB/s,
+ * TFLOP/s and the copy of the same bytes as a yardstick).
  *
  * Public API only (tilejit/autotune.h). To benchmark a kernel the command
  * needs its arguments: integer scalars come from --size NAME=VALUE, pointer
@@ -72,6 +74,29 @@ static void tune_usage(FILE *f) {
         "  tilejit tune tests/dsl/kernels/softmax_tunable.tj -D T=f16 --size rows=4096 \\\n"
         "      --size n=4096 --size stride=4096 --grid rows --axis BLOCK=4096,8192\n"
         "  (the CLI does not prune: restrict axes whose values would be wrong for the sizes)\n",
+        f);
+}
+
+static void bench_usage(FILE *f) {
+  fputs("usage: tilejit bench FILE.tj [options] --size NAME=VALUE... --grid EXPR[,EXPR[,EXPR]]\n"
+        "                     [--bytes EXPR] [--flops EXPR]\n"
+        "\n"
+        "Times a kernel on the GPU: each configuration of its tunables that -D, --axis and\n"
+        "--num-warps leave (pin them all with -D for one), the way the autotuner times (L2\n"
+        "flushed before each run, the median), on device buffers of random data. Nothing is\n"
+        "stored. With --bytes (the bytes the kernel must move) it prints GB/s and the ratio to\n"
+        "copying that many bytes (half read, half written) with a DSL copy kernel timed the\n"
+        "same way in the same run; with --flops, TFLOP/s.\n"
+        "\n"
+        "options: as 'tilejit tune' (-D, --kernel, --size, --buffer, --grid, --axis, --num-warps,\n"
+        "--warmup, --reps), and:\n"
+        "  --bytes EXPR         bytes moved per launch, over sizes and tuned values: --bytes '4*n'\n"
+        "  --flops EXPR         floating-point operations per launch\n"
+        "  -h, --help           show this help\n"
+        "\n"
+        "example:\n"
+        "  tilejit bench examples/softmax.tj -D T=f16 -D BLOCK=4096 --size rows=4096 \\\n"
+        "      --size n=4096 --size stride=4096 --grid rows --num-warps 4,8,16 --bytes '2*2*rows*n'\n",
         f);
 }
 
@@ -352,6 +377,108 @@ static void print_table(tj_tuner *t, const char *dev, const char *sizes, const t
   }
 }
 
+// ---------------------------------------------------------------- bench
+
+// The yardstick of --bytes: y = x in 16-byte vectors, 2048 i32 per
+// program, timed by tj_tuner_measure exactly as the kernel is.
+static const char COPY_SRC[] =
+    "kernel tj_bench_copy(y: *i32, x: *i32, n: i64) {\n"
+    "    let o = cast(program_id(0), i64) * 2048 + cast(arange(0, 2048), i64);\n"
+    "    let m = o < n;\n"
+    "    store(y + o, load(x + o, m), m);\n"
+    "}\n";
+
+// GB/s of moving `bytes` in all by copying (bytes / 2 read, bytes / 2
+// written); negative with the reason in err when it could not be measured.
+static double copy_gbps(tj_ctx *ctx, int64_t bytes, int warmup, int reps, char *err, size_t errn) {
+  int64_t n = bytes / 8;   // i32 elements per buffer
+  if (n < 1 || (n + 2047) / 2048 > 0x7fffffff) {
+    snprintf(err, errn, "%lld bytes: not a size to copy", (long long)bytes);
+    return -1;
+  }
+  size_t nb = (size_t)n * 4;
+  void *x = NULL, *y = NULL;
+  tj_tuner *t = NULL;
+  tj_compile_opts o = { .source = COPY_SRC, .path = "<tilejit bench copy>", .num_warps = 4 };
+  double ms = 0, gbps = -1;
+  tj_status st = tj_device_malloc(ctx, nb, &x);
+  if (st == TJ_OK) st = tj_device_malloc(ctx, nb, &y);
+  if (st == TJ_OK) st = tj_memset_d8(ctx, x, 0, nb);
+  if (st == TJ_OK) st = tj_tuner_create(ctx, &o, NULL, 0, &t);
+  if (st == TJ_OK) st = tj_tuner_set_bench(t, warmup, reps);
+  if (st == TJ_OK) st = tj_tuner_set_written(t, 0);
+  if (st == TJ_OK) {
+    tj_arg a[3] = { tj_arg_ptr(y, nb), tj_arg_ptr(x, nb), tj_arg_int(n) };
+    unsigned g[3] = { (unsigned)((n + 2047) / 2048), 1, 1 };
+    st = tj_tuner_measure(t, 0, g, a, 3, NULL, reps, &ms);
+  }
+  if (st == TJ_OK && ms > 0) gbps = (double)nb * 2 / (ms * 1e-3) / 1e9;
+  else snprintf(err, errn, "%s", st != TJ_OK ? tj_ctx_last_error(ctx) : "no time measured");
+  tj_tuner_free(t);
+  if (y) tj_device_free(ctx, y);
+  if (x) tj_device_free(ctx, x);
+  return gbps;
+}
+
+// Times every configuration of tu->tuner (nothing stored) and prints a
+// table; 0 when at least one configuration ran.
+static int run_bench(tj_ctx *ctx, Tune *tu, const char *dev, const tj_arg *args, int np, const char *bytes_expr,
+                     const char *flops_expr, int warmup, int reps) {
+  tj_tuner *t = tu->tuner;
+  int nc = tj_tuner_num_configs(t), na = tj_tuner_num_axes(t), ok = 0;
+  char err[256];
+  double copy = -1;
+  if (bytes_expr) {   // the yardstick for configuration 0's byte count
+    tj_tune_config c0;
+    int64_t b0 = 0;
+    tu->cfg = tj_tuner_config(t, 0, &c0) == TJ_OK ? &c0 : NULL;
+    if (tu->cfg && eval(tu, bytes_expr, true, &b0, err, sizeof err)) copy = copy_gbps(ctx, b0, warmup, reps, err, sizeof err);
+    if (copy < 0) fprintf(stderr, "tilejit: warning: the copy was not measured: %s\n", err);
+  }
+  printf("kernel %s on %s: %d configuration%s, median of %d runs, L2 flushed before each\n",
+         tj_tuner_kernel_name(t), dev, nc, nc == 1 ? "" : "s", reps);
+  printf("  %4s", "#");
+  for (int a = 0; a < na; a++) {
+    const char *name;
+    tj_tuner_axis(t, a, &name, NULL, NULL);
+    printf("  %10s", name);
+  }
+  printf("  %12s", "time (us)");
+  if (bytes_expr) printf("  %9s%s", "GB/s", copy > 0 ? "   of copy" : "");
+  if (flops_expr) printf("  %9s", "TFLOP/s");
+  putchar('\n');
+  for (int i = 0; i < nc; i++) {
+    tj_tune_config cfg;
+    unsigned g[3];
+    double ms = 0;
+    tj_status st = tj_tuner_config(t, i, &cfg);
+    printf("  %4d", i);
+    for (int a = 0; a < na; a++) printf("  %10lld", st == TJ_OK ? (long long)cfg.v[a] : 0LL);
+    if (st == TJ_OK && (st = grid_cb(t, &cfg, args, np, g, tu)) != TJ_OK) {
+      printf("  unusable: --grid %s\n", tu->err);
+      continue;
+    }
+    if (st == TJ_OK) st = tj_tuner_measure(t, i, g, args, np, NULL, reps, &ms);
+    if (st != TJ_OK) {
+      printf("  unusable: %s: %s\n", tj_status_str(st), tj_ctx_last_error(ctx));
+      continue;
+    }
+    ok++;
+    printf("  %12.2f", ms * 1e3);
+    int64_t v;
+    if (bytes_expr && eval(tu, bytes_expr, true, &v, err, sizeof err)) {
+      double gbps = (double)v / (ms * 1e-3) / 1e9;
+      printf("  %9.1f", gbps);
+      if (copy > 0) printf("  %7.1f%%", 100.0 * gbps / copy);
+    }
+    if (flops_expr && eval(tu, flops_expr, true, &v, err, sizeof err))
+      printf("  %9.2f", (double)v / (ms * 1e-3) / 1e12);
+    putchar('\n');
+  }
+  if (copy > 0) printf("copy of the same bytes (a DSL copy kernel, timed the same way): %.1f GB/s\n", copy);
+  return ok ? 0 : 1;
+}
+
 static int tune_list(tj_ctx *ctx) {
   tj_tune_entry *e = NULL;
   int n = 0;
@@ -431,10 +558,11 @@ typedef struct AxisOpt {
   int n;
 } AxisOpt;
 
-int cmd_tune(int argc, char **argv) {
+static int tune_main(int argc, char **argv, bool bench) {
+  const char *cmd = bench ? "bench" : "tune";
   Tune tu;
   memset(&tu, 0, sizeof tu);
-  const char *file = NULL, *kernel = NULL, *keyopt = NULL, *grid = NULL;
+  const char *file = NULL, *kernel = NULL, *keyopt = NULL, *grid = NULL, *bytes_expr = NULL, *flops_expr = NULL;
   bool list = false, clear = false, bad = false;
   int warmup = 3, reps = 25;
   AxisOpt axes[TJ_TUNE_MAX_AXES + 1];
@@ -450,9 +578,17 @@ int cmd_tune(int argc, char **argv) {
   for (int i = 1; i < argc && !bad; i++) {
     const char *a = argv[i], *v;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-      tune_usage(stdout);
+      if (bench) bench_usage(stdout);
+      else tune_usage(stdout);
       rc = 0;
       goto out;
+    } else if (bench && (!strcmp(a, "--list") || !strcmp(a, "--clear") || !strncmp(a, "--key", 5))) {
+      fprintf(stderr, "tilejit: error: '%s' is an option of 'tilejit tune'; bench stores nothing\n", a);
+      goto out;
+    } else if (bench && (v = opt_val(argc, argv, &i, "--bytes", &bad))) {
+      bytes_expr = v;
+    } else if (bench && (v = opt_val(argc, argv, &i, "--flops", &bad))) {
+      flops_expr = v;
     } else if (!strcmp(a, "--list")) {
       list = true;
     } else if (!strcmp(a, "--clear")) {
@@ -512,7 +648,7 @@ int cmd_tune(int argc, char **argv) {
       if (w) warmup = (int)n;
       else reps = (int)n;
     } else if (a[0] == '-' && a[1]) {
-      fprintf(stderr, "tilejit: error: unknown option '%s' (see 'tilejit tune --help')\n", a);
+      fprintf(stderr, "tilejit: error: unknown option '%s' (see 'tilejit %s --help')\n", a, cmd);
       goto out;
     } else if (!file) {
       file = a;
@@ -528,7 +664,7 @@ int cmd_tune(int argc, char **argv) {
   }
   if (!list && !clear) {
     if (!file) {
-      fprintf(stderr, "tilejit: error: no input file (see 'tilejit tune --help')\n");
+      fprintf(stderr, "tilejit: error: no input file (see 'tilejit %s --help')\n", cmd);
       goto out;
     }
     if (!grid) {
@@ -582,7 +718,7 @@ int cmd_tune(int argc, char **argv) {
       key_names[nkey] = tok;
       key_vals[nkey++] = v;
     }
-  } else {
+  } else if (!bench) {   // bench stores nothing: no key
     for (int i = 0; i < tu.nsizes; i++) {
       int64_t v;
       bool dup = false;
@@ -733,12 +869,23 @@ int cmd_tune(int argc, char **argv) {
       rc = 2;
       goto out;
     }
+    const char *exprs[2] = { bytes_expr, flops_expr }, *opts[2] = { "--bytes", "--flops" };
+    for (int i = 0; i < 2; i++) {
+      int64_t x;
+      char err[256];
+      if (exprs[i] && !eval(&tu, exprs[i], true, &x, err, sizeof err)) {
+        fprintf(stderr, "tilejit: error: %s %s\n", opts[i], err);
+        rc = 2;
+        goto out;
+      }
+    }
   }
 
   // From here on a GPU is needed.
   tj_device_info di;
   if ((st = tj_device_query(ctx, tj_ctx_device(ctx), &di)) != TJ_OK) {
-    fprintf(stderr, "tilejit: error: tuning needs a CUDA GPU: %s\n", tj_ctx_last_error(ctx));
+    fprintf(stderr, "tilejit: error: %s needs a CUDA GPU: %s\n", bench ? "benchmarking" : "tuning",
+            tj_ctx_last_error(ctx));
     goto out;
   }
   uint64_t seed = 0x9e3779b97f4a7c15ull;
@@ -764,6 +911,12 @@ int cmd_tune(int argc, char **argv) {
   }
   // The buffers are ours: no scratch copies needed.
   tj_tuner_set_written(tu.tuner, 0);
+  if (bench) {
+    char devdesc[300];
+    snprintf(devdesc, sizeof devdesc, "%s (cc %d.%d)", di.name, di.cc_major, di.cc_minor);
+    rc = run_bench(ctx, &tu, devdesc, args, np, bytes_expr, flops_expr, warmup, reps);
+    goto out;
+  }
   tu.tty = isatty(2);
   if (tu.tty) tj_tuner_set_progress(tu.tuner, progress_cb, &tu);
 
@@ -801,3 +954,6 @@ out:
   free(tu.defines);
   return rc;
 }
+
+int cmd_tune(int argc, char **argv) { return tune_main(argc, argv, false); }
+int cmd_bench(int argc, char **argv) { return tune_main(argc, argv, true); }

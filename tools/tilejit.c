@@ -4,6 +4,7 @@
  *   tilejit info
  *   tilejit cache list|clear
  *   tilejit tune FILE.tj ... | tilejit tune --list
+ *   tilejit bench FILE.tj ...
  *
  * It uses the public API only, like any other user of libtilejit. Exit
  * codes: 0 success, 1 the input had errors or an operation failed, 2 usage.
@@ -24,6 +25,7 @@ static void usage(FILE *out) {
         "  info              versions, devices, cache and blocks\n"
         "  cache list|clear  inspect or empty the compile cache\n"
         "  tune FILE.tj      autotune a kernel over its tunables; tune --list shows stored results\n"
+        "  bench FILE.tj     time a kernel's configurations: us, GB/s against a copy, TFLOP/s\n"
         "\n"
         "options: --help, --version. Run 'tilejit COMMAND --help' for a command's options.\n",
         out);
@@ -241,6 +243,7 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
   if (!strcmp(cmd, "cache")) return cmd_cache(argc - 1, argv + 1);
   if (!strcmp(cmd, "tune")) return cmd_tune(argc - 1, argv + 1);
+  if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
   fprintf(stderr, "tilejit: error: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

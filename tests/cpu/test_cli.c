@@ -110,6 +110,51 @@ START_TEST(usage_errors) {
 }
 END_TEST
 
+// tilejit bench: help, usage errors (exit 2, nothing on stdout), and a
+// well-formed request on a machine without a GPU (exit 1, says so). The
+// GPU run is tests/gpu/cli_bench.sh.
+START_TEST(bench_usage_and_errors) {
+  Run r = run_cli((const char *[]){ "bench", "--help", NULL });
+  ck_assert_int_eq(r.status, 0);
+  ck_assert_ptr_nonnull(strstr(r.out, "usage: tilejit bench"));
+  ck_assert_ptr_nonnull(strstr(r.out, "--bytes EXPR"));
+  run_free(&r);
+  r = run_cli((const char *[]){ "--help", NULL });
+  ck_assert_ptr_nonnull(strstr(r.out, "bench FILE.tj"));
+  run_free(&r);
+  const char *V = "examples/vector_add.tj";
+  const char *const usage[][12] = {
+    { "bench", NULL },                                                          // no input
+    { "bench", V, "--size", "n=64", NULL },                                     // no --grid
+    { "bench", V, "--list", NULL },                                             // a tune option
+    { "bench", V, "--key", "n", "--size", "n=64", "--grid", "1", NULL },        // a tune option
+    { "bench", V, "--size", "n=64", "--grid", "1", "--bytes", "4*q", NULL },    // unknown name
+    { "bench", V, "--size", "n=64", "--grid", "1", "--flops", "n+", NULL },     // bad expression
+    { "bench", V, "--size", "n=64", "--grid", "1", "--bytes", NULL },           // no value
+    { "bench", V, "--frob", NULL },                                             // unknown option
+  };
+  for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
+    r = run_cli(usage[i]);
+    ck_assert_msg(r.status == 2, "case %zu: exit %d, stderr: %s", i, r.status, r.err);
+    ck_assert_msg(strstr(r.err, "tilejit: error:") != NULL, "case %zu: stderr: %s", i, r.err);
+    ck_assert_str_eq(r.out, "");
+    run_free(&r);
+  }
+  r = run_cli((const char *[]){ "bench", V, "--size", "n=4096", "--grid", "cdiv(n,BLOCK)", "--bytes", "12*n",
+                                "--flops", "n", NULL });
+  tj_ctx *ctx;
+  ck_assert_int_eq(tj_ctx_create(&ctx), TJ_OK);
+  int ndev = 0;
+  if (tj_device_count(ctx, &ndev) != TJ_OK || ndev == 0) {   // no GPU here: says so
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_msg(strstr(r.err, "benchmarking needs a CUDA GPU") != NULL, "%s", r.err);
+    ck_assert_str_eq(r.out, "");
+  }
+  tj_ctx_free(ctx);
+  run_free(&r);
+}
+END_TEST
+
 START_TEST(missing_file) {
   Run r = run_cli((const char *[]){ "compile", "no/such/file.tj", NULL });
   ck_assert_int_eq(r.status, 1);
@@ -220,6 +265,7 @@ static Suite *suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, help_and_usage);
   tcase_add_test(tc, usage_errors);
+  tcase_add_test(tc, bench_usage_and_errors);
   tcase_add_test(tc, missing_file);
   tcase_add_test(tc, diagnostics_with_carets);
   tcase_add_test(tc, tir_matches_api);
