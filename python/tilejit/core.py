@@ -14,7 +14,7 @@ import threading
 
 from . import _lib
 from ._lib import TilejitError, cstr
-from .dlpack import nbytes_of, to_dltensor
+from .dlpack import is_torch_tensor, nbytes_of, to_dltensor, torch_buffer
 
 __all__ = ["Context", "Kernel", "Ptr", "version", "llvm_version"]
 
@@ -188,6 +188,9 @@ class Kernel:
                 a[i].kind, a[i].u.i = _lib.ARG_INT, int(v)
             elif isinstance(v, float):
                 a[i].kind, a[i].u.f = _lib.ARG_FLOAT, v
+            elif is_torch_tensor(v):   # the caller's args keep v alive through the call
+                a[i].kind = _lib.ARG_PTR
+                a[i].u.buf.ptr, a[i].u.buf.nbytes = torch_buffer(v)
             else:
                 d, k = to_dltensor(v, stream)
                 keep.append(k)

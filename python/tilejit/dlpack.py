@@ -21,7 +21,7 @@ import sys
 from . import _lib
 from ._lib import DLDataType, DLDevice, DLTensor
 
-__all__ = ["to_dltensor", "device_of", "is_torch_tensor", "make_dltensor", "nbytes_of"]
+__all__ = ["to_dltensor", "device_of", "is_torch_tensor", "make_dltensor", "nbytes_of", "torch_buffer"]
 
 _TORCH_DTYPES = {  # str(torch dtype) -> (code, bits)
     "torch.float16": (_lib.kDLFloat, 16), "torch.bfloat16": (_lib.kDLBfloat, 16),
@@ -79,6 +79,21 @@ def _from_torch(t):
     dev = _TORCH_DEVICES.get(t.device.type, 0)
     d, keep = make_dltensor(t.data_ptr(), tuple(t.shape), tuple(t.stride()), *code_bits, dev, t.device.index or 0)
     return d, (keep, t)
+
+
+def torch_buffer(t):
+    """(data pointer, bytes its strides span) of a torch tensor, read straight
+    from it: what to_dltensor and nbytes_of give, without building the
+    DLTensor (a kernel argument needs only these two; this is the launch
+    path's hot spot)."""
+    if str(t.dtype) not in _TORCH_DTYPES:
+        raise TypeError(f"tilejit: torch dtype {t.dtype} has no DLPack equivalent here")
+    if t.numel() == 0:
+        return t.data_ptr(), 0
+    span = 1
+    for size, stride in zip(t.shape, t.stride()):
+        span += (size - 1) * stride
+    return t.data_ptr(), span * t.element_size()
 
 
 def _from_host(t):

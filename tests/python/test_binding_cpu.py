@@ -548,6 +548,57 @@ class FakeTorchModule:
         return False
 
 
+class TestTorchLaunchArgs(unittest.TestCase):
+    """Kernel launches read a torch tensor's pointer and strided span
+    directly (dlpack.torch_buffer), without building a DLTensor: the same
+    values as to_dltensor + nbytes_of, for contiguous, strided, broadcast
+    (stride 0), empty and bool tensors; an unsupported dtype is refused."""
+
+    def test_torch_buffer_matches_the_dltensor(self):
+        import types
+        from tilejit.core import Kernel
+        from tilejit.dlpack import nbytes_of, to_dltensor, torch_buffer
+        with FakeTorchModule() as mod:
+            class Dtype:
+                def __init__(self, name):
+                    self.name = name
+
+                def __str__(self):
+                    return self.name
+
+            class Strided(mod.Tensor):
+                def __init__(self, ptr, shape, stride, dtype="torch.float16", es=2):
+                    self.ptr, self.shape, self._stride, self.dtype, self.es = ptr, tuple(shape), tuple(stride), \
+                        Dtype(dtype), es
+                    self.device = types.SimpleNamespace(type="cuda", index=0)
+
+                def data_ptr(self):
+                    return self.ptr
+
+                def stride(self):
+                    return self._stride
+
+                def element_size(self):
+                    return self.es
+
+                def numel(self):
+                    n = 1
+                    for s in self.shape:
+                        n *= s
+                    return n
+            cases = [Strided(4096, (4, 5), (5, 1)), Strided(8192, (4, 5), (16, 1)), Strided(256, (0, 5), (5, 1)),
+                     Strided(64, (3, 7), (0, 1), "torch.float32", 4), Strided(32, (2, 1, 3), (3, 3, 1), "torch.bool", 1)]
+            for t in cases:
+                d, _ = to_dltensor(t)
+                want = ((d.data or 0) + d.byte_offset, max(0, nbytes_of(d) - d.byte_offset))
+                self.assertEqual(torch_buffer(t), want, t.shape)
+                a, n, keep = Kernel._args(None, (t, 3))
+                self.assertEqual((n, a[0].u.buf.ptr or 0, a[0].u.buf.nbytes), (2, want[0], want[1]))
+                self.assertEqual(keep, [])   # nothing built to keep alive
+            with self.assertRaises(TypeError):
+                torch_buffer(Strided(0, (2,), (1,), "torch.complex64", 8))
+
+
 class TestReviewRegressions(Case):
     def attn_inputs(self, B=1, H=1, S=32, D=32, seed=60):
         n = B * H * S * D
