@@ -555,7 +555,6 @@ class TestTorchLaunchArgs(unittest.TestCase):
     (stride 0), empty and bool tensors; an unsupported dtype is refused."""
 
     def test_torch_buffer_matches_the_dltensor(self):
-        import types
         from tilejit.core import Kernel
         from tilejit.dlpack import nbytes_of, to_dltensor, torch_buffer
         with FakeTorchModule() as mod:
@@ -566,14 +565,10 @@ class TestTorchLaunchArgs(unittest.TestCase):
                 def __str__(self):
                     return self.name
 
-            class Strided(mod.Tensor):
+            class Strided(mod.Tensor):   # the stand-in's pointer and device, plus shape, strides, dtype
                 def __init__(self, ptr, shape, stride, dtype="torch.float16", es=2):
-                    self.ptr, self.shape, self._stride, self.dtype, self.es = ptr, tuple(shape), tuple(stride), \
-                        Dtype(dtype), es
-                    self.device = types.SimpleNamespace(type="cuda", index=0)
-
-                def data_ptr(self):
-                    return self.ptr
+                    super().__init__(ptr, 0, device="cuda")
+                    self.shape, self._stride, self.dtype, self.es = tuple(shape), tuple(stride), Dtype(dtype), es
 
                 def stride(self):
                     return self._stride
