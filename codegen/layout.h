@@ -99,6 +99,12 @@ typedef struct Cg {
   LLVMMetadataRef disub;
   LLVMTypeRef i1, i8, i16, i32, i64, f16, bf16, f32, f64, gptr, sptr, voidt;
   struct PipeState *pipe;  // cp.async pipelining of loads feeding dot (pipeline.c)
+  // sm_90a: dots whose shapes allow it run on wgmma (mma.c), and shared
+  // tiles start at multiples of tile_align (the 1024-byte repeat of the
+  // 128-byte swizzle) so that a matrix descriptor can address them.
+  bool wgmma_ok;           // the arch has wgmma
+  bool wgmma;              // some dot uses it: barriers fence the async proxy
+  int tile_align;          // 128, or 1024 with wgmma_ok
 } Cg;
 
 //
@@ -144,7 +150,11 @@ LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl,
 LLVMValueRef cg_sreg(Cg *cg, const char *name);
 int cg_ilog2(int x);                         // floor(log2(x)) for x >= 1; 0 for x <= 1
 LLVMValueRef cg_i32(Cg *cg, int64_t v);
+// bar.sync; with wgmma in the kernel, preceded by a proxy fence that makes
+// this thread's shared memory writes visible to wgmma's operand reads.
 LLVMValueRef cg_barrier(Cg *cg);
+// bytes rounded up to the start of the next shared tile (cg->tile_align).
+int cg_tile_pad(const Cg *cg, int bytes);
 // Runtime coordinate of slot along tile dim d of L.
 LLVMValueRef cg_coord(Cg *cg, const Layout *L, int slot, int d);
 // true on the threads that own their elements (not replicas), per slot run.
@@ -222,6 +232,8 @@ bool mma_a_in_regs(Cg *cg, const TirInst *dot);
 void mma_consider_hoist(Cg *cg, TirInst *dot);
 // Lowering, right after v is computed: reads the hoisted fragments.
 void mma_hoist_frags(Cg *cg, TirValue *v);
+// true when dot `in`, split wm x wn by mma_supported, runs on wgmma (sm_90a).
+bool mma_use_wgmma(Cg *cg, const TirInst *in, int wm, int wn);
 // Byte offset in a swizzled [rows][rowbytes] f16/bf16 tile of the 16-byte
 // chunk holding byte `colbyte` of row `row` (both runtime i32 values).
 LLVMValueRef mma_swizzle(Cg *cg, LLVMValueRef row, LLVMValueRef colbyte, int rowbytes);

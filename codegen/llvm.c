@@ -122,7 +122,21 @@ LLVMValueRef cg_sreg(Cg *cg, const char *name) {
   return cg_intrinsic(cg, buf, NULL, 0, NULL, 0);
 }
 
-LLVMValueRef cg_barrier(Cg *cg) { return cg_intrinsic(cg, "llvm.nvvm.barrier0", NULL, 0, NULL, 0); }
+LLVMValueRef cg_barrier(Cg *cg) {
+  if (cg->wgmma) {
+    static const char text[] = "fence.proxy.async.shared::cta;";
+    LLVMTypeRef fty = LLVMFunctionType(cg->voidt, NULL, 0, 0);
+    LLVMValueRef asmv = LLVMGetInlineAsm(fty, (char *)text, sizeof text - 1, (char *)"~{memory}", 9, 1, 0,
+                                         LLVMInlineAsmDialectATT, 0);
+    LLVMBuildCall2(cg->b, fty, asmv, NULL, 0, "");
+  }
+  return cg_intrinsic(cg, "llvm.nvvm.barrier0", NULL, 0, NULL, 0);
+}
+
+int cg_tile_pad(const Cg *cg, int bytes) {
+  int a = cg->tile_align > 0 ? cg->tile_align : 128;
+  return (bytes + a - 1) / a * a;
+}
 
 int cg_ilog2(int x) {
   int n = 0;
@@ -417,7 +431,9 @@ static bool build_kernel(Cg *cg) {
       LLVMSetLinkage(cg->smem, LLVMInternalLinkage);
       LLVMSetInitializer(cg->smem, LLVMGetUndef(at));
     }
-    LLVMSetAlignment(cg->smem, 128);  // swizzled MMA tiles assume 128-byte rows of banks
+    // Swizzled MMA tiles assume 128-byte rows of banks; wgmma's descriptors
+    // the 1024-byte swizzle repeat (tile_align).
+    LLVMSetAlignment(cg->smem, (unsigned)cg->tile_align);
   }
   cg_lower_block(cg, f->body);
   if (cg->err != TJ_OK) return false;
@@ -494,6 +510,8 @@ tj_status cg_llvm_compile(const TirFunc *f, const CgOptions *opt, CgResult *out,
   cg.a = &arena;
   cg.num_warps = nw;
   cg.nthreads = 32 * nw;
+  cg.wgmma_ok = !strcmp(arch, "sm_90a");
+  cg.tile_align = cg.wgmma_ok ? 1024 : 128;
   tj_status st = TJ_OK;
   LLVMTargetMachineRef tm = NULL;
   LLVMPassBuilderOptionsRef pbo = NULL;

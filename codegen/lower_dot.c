@@ -22,7 +22,6 @@
 #include "layout.h"
 
 static int pad16(int x) { return (x + 15) / 16 * 16; }
-static int pad128(int x) { return (x + 127) / 128 * 128; }
 
 const Layout *lower_dot_result_layout(Cg *cg, const TirInst *in) {
   int wm, wn;
@@ -33,6 +32,7 @@ const Layout *lower_dot_result_layout(Cg *cg, const TirInst *in) {
 const Layout *lower_dot_layout(Cg *cg, TirInst *in) {
   int wm, wn;
   if (mma_supported(cg, in, &wm, &wn)) {
+    if (mma_use_wgmma(cg, in, wm, wn)) cg->wgmma = true;
     pipe_consider(cg, in, 0);
     pipe_consider(cg, in, 1);
     mma_consider_hoist(cg, in);
@@ -48,7 +48,7 @@ int lower_dot_scratch(Cg *cg, const TirInst *in) {
     // Operands not in stage buffers are staged (a hoisted A once, before
     // the loop, in the same place); an A in registers needs nothing.
     int n = 0;
-    if (!pipe_operand(cg, in, 0) && !mma_a_in_regs(cg, in)) n += pad128(a.shape[0] * a.shape[1] * eb);
+    if (!pipe_operand(cg, in, 0) && !mma_a_in_regs(cg, in)) n += cg_tile_pad(cg, a.shape[0] * a.shape[1] * eb);
     if (!pipe_operand(cg, in, 1)) n += b.shape[0] * b.shape[1] * eb;
     return n;
   }

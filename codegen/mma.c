@@ -70,7 +70,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static int pad128(int x) { return (x + 127) / 128 * 128; }
 
 bool mma_supported(Cg *cg, const TirInst *in, int *wm, int *wn) {
   TirType a = in->args[0]->type, b = in->args[1]->type, r = in->res[0]->type;
@@ -175,6 +174,108 @@ static void mma16816(Cg *cg, Dtype dt, LLVMValueRef *a, LLVMValueRef *bb, LLVMVa
                                        LLVMInlineAsmDialectATT, 0);
   LLVMValueRef r = LLVMBuildCall2(cg->b, fty, asmv, args, 10, "");
   for (int k = 0; k < 4; k++) c[k] = LLVMBuildExtractValue(cg->b, r, (unsigned)k, "");
+}
+
+// ---------------------------------------------------------------- wgmma
+
+// The descriptor swizzle mode of a tile with rows of `rowbytes`: our swizzle
+// (chunk ^= (row / per) % phases) is the hardware's 128-, 64- and 32-byte
+// swizzle for rows of 128, 64 and 32 bytes. 0: no descriptor form.
+static int wg_swizzle(int rowbytes) {
+  return rowbytes == 128 ? 1 : rowbytes == 64 ? 2 : rowbytes == 32 ? 3 : 0;
+}
+
+bool mma_use_wgmma(Cg *cg, const TirInst *in, int wm, int wn) {
+  (void)wm;
+  if (!cg->wgmma_ok || wn != 1 || cg->num_warps % 4) return false;
+  int K = in->args[0]->type.shape[1], N = in->args[1]->type.shape[1];
+  bool nk;
+  mma_b_source(cg, in, &nk);
+  return N <= 256 && wg_swizzle(nk ? K * 2 : N * 2) != 0;
+}
+
+// acc += A * B on wgmma: for every k step and m tile, one
+// wgmma.mma_async.m64nNk16 per warpgroup, A from registers (the mma.sync A
+// fragments af, which are exactly wgmma's: each warp of a warpgroup gives
+// the 16 rows it owns, so the warpgroup's m64 tile is its warps' m tile t),
+// B through a descriptor of the swizzled shared tile at byte `bbase`; the
+// accumulator registers of n tile u are mma.sync's c0..c3 of that tile. All
+// are issued in one asm statement and waited for at its end.
+static void wgmma_dot(Cg *cg, Loc loc, Dtype dt, bool nk, int rb, LLVMValueRef bbase, const LLVMValueRef *af, int mt,
+                      int nt, int ks, int cnt1, LLVMValueRef *acc) {
+  LLVMBuilderRef b = cg->b;
+  int N = nt * 8, nd = mt * nt * 4, na = mt * ks * 4;
+  int nops = 2 * nd + na + ks + 1;
+  // The descriptor: start address >> 4 (bits 0-13), leading byte offset
+  // >> 4 (16-29), stride byte offset >> 4 (32-45), swizzle (62-63). B as
+  // [N][K] is K-major: 8-row groups of N are 8 * rb apart, the leading
+  // offset is unused; each k step starts 32 bytes further. B as [K][N] is
+  // N-major (trans-b): N is one swizzle row wide, 8-row groups of K are
+  // 8 * rb apart (both offsets say so, the other is unused); each k step
+  // starts 16 rows further.
+  int grp = 8 * rb >> 4;
+  uint64_t hi = (uint64_t)grp | (uint64_t)wg_swizzle(rb) << 30;
+  uint64_t lbo = nk ? 1 : (uint64_t)grp;
+  LLVMValueRef addr = LLVMBuildAdd(b, LLVMBuildPtrToInt(b, cg->smem, cg->i32, ""), bbase, "");
+  LLVMValueRef lo = LLVMBuildAnd(b, LLVMBuildLShr(b, addr, cg_i32(cg, 4), ""), cg_i32(cg, 0x3fff), "");
+  LLVMValueRef desc = LLVMBuildOr(b, LLVMBuildZExt(b, lo, cg->i64, ""),
+                                  LLVMConstInt(cg->i64, lbo << 16 | hi << 32, 0), "");
+
+  LLVMTypeRef *at = arena_alloc(cg->a, sizeof *at * (size_t)nops);
+  LLVMValueRef *args = arena_alloc(cg->a, sizeof *args * (size_t)nops);
+  LLVMTypeRef *rt = arena_alloc(cg->a, sizeof *rt * (size_t)nd);
+  size_t tcap = (size_t)(mt * ks) * (size_t)(nd / mt * 6 + 200) + 256, ccap = (size_t)nops * 6 + 16;
+  char *text = arena_alloc(cg->a, tcap), *cons = arena_alloc(cg->a, ccap);
+  int *slot = arena_alloc(cg->a, sizeof *slot * (size_t)nd);
+  if (!at || !args || !rt || !text || !cons || !slot) {
+    cg_error(cg, TJ_ERR_NO_MEMORY, loc, "codegen: out of memory");
+    return;
+  }
+  for (int t = 0; t < mt; t++)
+    for (int u = 0; u < nt; u++) {
+      int s0 = 2 * t * cnt1 + 2 * u, s1 = (2 * t + 1) * cnt1 + 2 * u, *o = &slot[(t * nt + u) * 4];
+      o[0] = s0, o[1] = s0 + 1, o[2] = s1, o[3] = s1 + 1;
+    }
+  size_t tl = 0, cl = 0;
+  const char *ty = dt == DT_BF16 ? "bf16" : "f16";
+  tl += (size_t)snprintf(text + tl, tcap - tl, "{\n.reg .pred p;\nsetp.ne.b32 p, $%d, 0;\nwgmma.fence.sync.aligned;\n",
+                         nops - 1);
+  for (int kk = 0; kk < ks; kk++)
+    for (int t = 0; t < mt; t++) {
+      tl += (size_t)snprintf(text + tl, tcap - tl, "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s {", N, ty, ty);
+      for (int i = 0; i < nt * 4; i++)
+        tl += (size_t)snprintf(text + tl, tcap - tl, "%s$%d", i ? "," : "", t * nt * 4 + i);
+      int a0 = 2 * nd + (kk * mt + t) * 4;
+      tl += (size_t)snprintf(text + tl, tcap - tl, "}, {$%d,$%d,$%d,$%d}, $%d, p, 1, 1, %d;\n", a0, a0 + 1, a0 + 2,
+                             a0 + 3, 2 * nd + na + kk, nk ? 0 : 1);
+    }
+  tl += (size_t)snprintf(text + tl, tcap - tl, "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}");
+  for (int i = 0; i < nd; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "=f,");
+  for (int i = 0; i < nd; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "%d,", i);
+  for (int i = 0; i < na; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "r,");
+  for (int i = 0; i < ks; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "l,");
+  cl += (size_t)snprintf(cons + cl, ccap - cl, "r,~{memory}");
+  if (tl >= tcap || cl >= ccap) {
+    cg_error(cg, TJ_ERR_INTERNAL, loc, "internal error: codegen: wgmma text overflow");
+    return;
+  }
+  for (int i = 0; i < nd; i++) rt[i] = cg->f32, at[i] = cg->f32, args[i] = acc[slot[i]];
+  for (int i = 0; i < na; i++) at[nd + i] = cg->i32, args[nd + i] = af[i];
+  for (int kk = 0; kk < ks; kk++) {
+    // k step kk of B starts 32 bytes (K-major) or 16 rows (N-major) further.
+    uint64_t step = (uint64_t)(nk ? 32 * kk : 16 * kk * rb) >> 4;
+    at[nd + na + kk] = cg->i64;
+    args[nd + na + kk] = LLVMBuildAdd(b, desc, LLVMConstInt(cg->i64, step, 0), "");
+  }
+  at[nd + na + ks] = cg->i32;
+  args[nd + na + ks] = cg_i32(cg, 1);
+  LLVMTypeRef st = LLVMStructTypeInContext(cg->ctx, rt, (unsigned)nd, 0);
+  LLVMTypeRef fty = LLVMFunctionType(st, at, (unsigned)(nd + na + ks + 1), 0);
+  // Side effects: it reads shared memory, so it must stay between the
+  // barriers around the tile it reads.
+  LLVMValueRef asmv = LLVMGetInlineAsm(fty, text, tl, cons, cl, 1, 0, LLVMInlineAsmDialectATT, 0);
+  LLVMValueRef r = LLVMBuildCall2(b, fty, asmv, args, (unsigned)(nd + na + ks + 1), "");
+  for (int i = 0; i < nd; i++) acc[slot[i]] = LLVMBuildExtractValue(b, r, (unsigned)i, "");
 }
 
 // ---------------------------------------------------------------- analysis
@@ -367,7 +468,7 @@ void lower_dot_mma(Cg *cg, TirInst *in, int wm, int wn) {
     cg_barrier(cg);  // earlier readers of the scratch are done
     if (sa) {
       stage(cg, A, 0, ra);
-      boff = pad128(M * ra);
+      boff = cg_tile_pad(cg, M * ra);
     }
     if (!pb) stage(cg, Bs, boff, rb);
     cg_barrier(cg);
@@ -402,6 +503,14 @@ void lower_dot_mma(Cg *cg, TirInst *in, int wm, int wn) {
         o[3] = pack2(cg, dt, r1[2], r1[3]);
       }
   }
+  for (int i = 0; i < Lc->nelem; i++) acc[i] = cv[i];
+  if (mma_use_wgmma(cg, in, wm, wn)) {
+    if (sa || pa)
+      for (int kk = 0; kk < ks; kk++) read_a_step(cg, &ar, kk, &af[kk * mt * 4]);
+    wgmma_dot(cg, in->loc, dt, nk, rb, bbase, af, mt, nt, ks, cnt1, acc);
+    cg_set(cg, R, Lc, acc);
+    return;
+  }
   // B, [K][N] (.trans): this lane's k row is kk*16 + r + jlo*8; n tile u
   // sits at chunk w1 + u*wn, lanes 16-31 addressing the second tile of an
   // x4 pair. B as [N][K] (no .trans): this lane's n row is w1*8 + (u +
@@ -424,8 +533,6 @@ void lower_dot_mma(Cg *cg, TirInst *in, int wm, int wn) {
       bcol[u] = LLVMBuildMul(b, t, cg_i32(cg, 8 * wn * rb), "");
     }
   }
-  for (int i = 0; i < Lc->nelem; i++) acc[i] = cv[i];
-
   for (int kk = 0; kk < ks; kk++) {
     if (sa || pa) read_a_step(cg, &ar, kk, &af[kk * mt * 4]);
     for (int u = 0; u < nt; u += 2) {

@@ -67,7 +67,6 @@ struct PipeState {
   int ngroups, capgroups;
 };
 
-static int pad128(int x) { return (x + 127) / 128 * 128; }
 
 int cg_smem_limit(const Cg *cg) {
   const char *a = cg->opt && cg->opt->arch ? cg->opt->arch : "sm_80";
@@ -251,7 +250,7 @@ void pipe_consider(Cg *cg, TirInst *dot, int i) {
   pl->rowbytes = x->type.shape[1] * eb;
   pl->off = ps->groups[g].stage_bytes;
   pl->vec = vec;
-  ps->groups[g].stage_bytes += pad128(x->type.shape[0] * pl->rowbytes);
+  ps->groups[g].stage_bytes += cg_tile_pad(cg, x->type.shape[0] * pl->rowbytes);
 }
 
 void pipe_finish(Cg *cg) {
@@ -259,7 +258,7 @@ void pipe_finish(Cg *cg) {
   if (!ps || ps->ngroups == 0) return;
   // Fewer stages where the buffers would not fit (down to two).
   for (;;) {
-    int64_t total = pad128(cg->scratch_bytes);
+    int64_t total = cg_tile_pad(cg, cg->scratch_bytes);
     for (int g = 0; g < ps->ngroups; g++) total += (int64_t)ps->stages * ps->groups[g].stage_bytes;
     if (total <= cg_smem_limit(cg)) break;
     if (ps->stages == 2) {
@@ -272,7 +271,7 @@ void pipe_finish(Cg *cg) {
     }
     ps->stages--;
   }
-  int base = pad128(cg->scratch_bytes);
+  int base = cg_tile_pad(cg, cg->scratch_bytes);
   for (int g = 0; g < ps->ngroups; g++) {
     ps->groups[g].base = base;
     base += ps->stages * ps->groups[g].stage_bytes;

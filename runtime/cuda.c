@@ -180,7 +180,9 @@ void rt_ctx_fini(tj_ctx *ctx) {
 static void arch_for_cc(int major, int minor, char out[16]) {
   int cc = major * 10 + minor;
   if (cc < 80) out[0] = '\0';
-  else if (cc >= 90) snprintf(out, 16, "sm_90");  // LLVM 19 stops at sm_90; newer GPUs JIT it
+  // sm_90a (wgmma) runs on 9.0 only; LLVM 19 stops at sm_90, which newer GPUs JIT.
+  else if (cc == 90) snprintf(out, 16, "sm_90a");
+  else if (cc > 90) snprintf(out, 16, "sm_90");
   else snprintf(out, 16, "sm_%d", cc);
 }
 

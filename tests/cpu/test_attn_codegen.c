@@ -63,9 +63,9 @@ static TirFunc *front(Arena *a, Diag *d, const char *file, const char *kernel, c
   return f;
 }
 
-// PTX of kernel for sm_90 with 16-byte aligned pointers and ints divisible
+// PTX of kernel for arch with 16-byte aligned pointers and ints divisible
 // by 16 (what a launch with such arguments specialises to); malloc'd.
-static char *ptx_of(const char *file, const char *kernel, const char *const *defs, int nw) {
+static char *ptx_for(const char *arch, const char *file, const char *kernel, const char *const *defs, int nw) {
   Arena a;
   arena_init(&a);
   Diag d;
@@ -75,7 +75,7 @@ static char *ptx_of(const char *file, const char *kernel, const char *const *def
   for (int i = 0; i < f->nparams; i++) f->params[i].spec = f->params[i].ptr ? TIR_SPEC_ALIGN16 : TIR_SPEC_DIV16;
   CgOptions co;
   memset(&co, 0, sizeof co);
-  co.arch = "sm_90";
+  co.arch = arch;
   co.num_warps = nw;
   CgResult r;
   tj_status st = cg_llvm_compile(f, &co, &r, &d);
@@ -86,6 +86,10 @@ static char *ptx_of(const char *file, const char *kernel, const char *const *def
   arena_free(&a);
   free(src);
   return ptx;
+}
+
+static char *ptx_of(const char *file, const char *kernel, const char *const *defs, int nw) {
+  return ptx_for("sm_90", file, kernel, defs, nw);
 }
 
 typedef struct Want {
@@ -176,6 +180,49 @@ START_TEST(attention_fwd_ptx) {
 }
 END_TEST
 
+START_TEST(attention_fwd_wgmma_ptx) {
+  // sm_90a: both dots of the loop run on wgmma with A from registers (q's
+  // hoisted fragments, then p) and B through descriptors of the cp.async
+  // stage buffers: K K-major (trans-b 0), V N-major (trans-b 1). 128 x 64
+  // tiles, 8 warps: 2 warpgroups of one m64 tile each, 4 k steps per dot.
+  const char *defs[] = {"T=f16", "D=64", "BM=128", "BN=64", "LBS=6", "CAUSAL=false", "SUB=false",
+                        "RANGE=true", "UNIT_D=true", NULL};
+  char *ptx = ptx_for("sm_90a", "blocks/attention.tj", "attn_fwd", defs, 8);
+  ck_assert_int_eq(count_in(ptx, NULL, "mma.sync"), 0);
+  ck_assert_int_eq(count_in(ptx, NULL, "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"), 8);
+  ck_assert_int_eq(count_in(ptx, NULL, ", p, 1, 1, 0;"), 4);
+  ck_assert_int_eq(count_in(ptx, NULL, ", p, 1, 1, 1;"), 4);
+  ck_assert_int_eq(count_in(ptx, NULL, "wgmma.wait_group.sync.aligned 0"), 2);
+  // the stage buffers are written by cp.async (the generic proxy) and read
+  // by wgmma (the async proxy): every barrier is fenced
+  ck_assert_int_eq(count_in(ptx, NULL, "fence.proxy.async.shared::cta"), count_in(ptx, NULL, "bar.sync"));
+  ck_assert_msg(strstr(ptx, ".shared .align 1024") != NULL, "tiles not on the swizzle repeat");
+  ck_assert_msg(strstr(ptx, ".local") == NULL, "local memory");
+  char log[8192];
+  int regs, spill;
+  int rc = ptxas_regs(ptx, "sm_90a", &regs, &spill, log, sizeof log);
+  if (rc >= 0) ck_assert_msg(rc == 0 && spill == 0, "ptxas:\n%s", log);
+  free(ptx);
+  // 256 x 64 tiles (two m64 tiles per warpgroup), bf16, causal: 3 loops.
+  const char *big[] = {"T=bf16", "D=64", "BM=256", "BN=64", "LBS=6", "CAUSAL=true", "SUB=false",
+                       "RANGE=true", "UNIT_D=true", NULL};
+  ptx = ptx_for("sm_90a", "blocks/attention.tj", "attn_fwd", big, 8);
+  ck_assert_int_eq(count_in(ptx, NULL, "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), 3 * 16);
+  ck_assert_int_eq(count_in(ptx, NULL, "mma.sync"), 0);
+  rc = ptxas_regs(ptx, "sm_90a", &regs, &spill, log, sizeof log);
+  if (rc >= 0) ck_assert_msg(rc == 0 && spill == 0, "ptxas:\n%s", log);
+  free(ptx);
+  // D = 128: K's 256-byte rows have no descriptor swizzle; mma.sync stays.
+  const char *d128[] = {"T=f16", "D=128", "BM=128", "BN=64", "LBS=6", "CAUSAL=false", "SUB=false",
+                        "RANGE=true", "UNIT_D=true", NULL};
+  ptx = ptx_for("sm_90a", "blocks/attention.tj", "attn_fwd", d128, 8);
+  ck_assert_int_eq(count_in(ptx, NULL, "wgmma"), 0);
+  ck_assert_int_gt(count_in(ptx, NULL, "mma.sync.aligned.m16n8k16"), 0);
+  ck_assert_int_eq(count_in(ptx, NULL, "fence.proxy"), 0);
+  free(ptx);
+}
+END_TEST
+
 START_TEST(chain_kernel_interp) {
   // The test kernel against a double reference: o = softmax(q k^T * scale,
   // base 2) v per row. p is rounded to f16 before p.v: 2e-3 relative to
@@ -235,6 +282,7 @@ int main(void) {
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, chain_kernel_ptx);
   tcase_add_test(tc, attention_fwd_ptx);
+  tcase_add_test(tc, attention_fwd_wgmma_ptx);
   tcase_add_test(tc, chain_kernel_interp);
   suite_add_tcase(s, tc);
   return tj_test_run(s);

@@ -27,6 +27,7 @@ typedef struct Case {
   unsigned grid[3];
   const char *args[16];
   double rtol, atol;  // float tolerance: |gpu - interp| <= atol + rtol * |interp|
+  const char *arch;   // NULL: the device's (sm_90a on an H100/H200: wgmma)
 } Case;
 
 #define F32_TOL 2e-5, 2e-6
@@ -181,6 +182,21 @@ static const Case cases[] = {
     { "T=f16", "BM=16", "BN=16", "D=16", "num_warps=1" }, { 4, 1, 1 },
     { "buf:1024:zero", "buf:1024:rand", "buf:1024:rand", "buf:1024:rand", "int:64", "float:0.3" },
     1e-2, 1e-2 },
+  // On sm_90a the wn == 1 cases above run their dots on wgmma (D 32 and 64:
+  // 64- and 128-byte swizzled B tiles); these add two m64 tiles per
+  // warpgroup, N = 128 per wgmma, and the mma.sync path on the same GPU.
+  { "attn_chain_f16_256x64_nw8", "tests/dsl/kernels/attn_chain.tj",
+    { "T=f16", "BM=256", "BN=64", "D=64", "num_warps=8" }, { 2, 1, 1 },
+    { "buf:32768:zero", "buf:32768:rand", "buf:32768:rand", "buf:32768:rand", "int:512", "float:0.25" },
+    1e-2, 1e-2 },
+  { "attn_chain_bf16_128x128_nw8", "tests/dsl/kernels/attn_chain.tj",
+    { "T=bf16", "BM=128", "BN=128", "D=64", "num_warps=8" }, { 3, 1, 1 },
+    { "buf:24576:zero", "buf:24576:rand", "buf:24576:rand", "buf:24576:rand", "int:384", "float:0.25" },
+    5e-2, 5e-2 },
+  { "attn_chain_f16_128x64_nw8_sm90", "tests/dsl/kernels/attn_chain.tj",
+    { "T=f16", "BM=128", "BN=64", "D=64", "num_warps=8" }, { 2, 1, 1 },
+    { "buf:16384:zero", "buf:16384:rand", "buf:16384:rand", "buf:16384:rand", "int:256", "float:0.25" },
+    1e-2, 1e-2, "sm_90" },
   { "mma_bf16_ktail_mixed", "examples/matmul.tj",
     { "T=bf16", "BLOCK_M=128", "BLOCK_N=128", "BLOCK_K=32", "num_warps=8" }, { 1, 8, 1 },
     { "buf:128000:zero", "buf:26624:rand", "buf:208000:rand", "int:128", "int:1000", "int:208", "int:208",
@@ -262,7 +278,7 @@ static tj_ctx *ctx;
 static void run_case(const Case *c) {
   int ndefs = 0;
   while (ndefs < 8 && c->defs[ndefs]) ndefs++;
-  tj_compile_opts o = { .path = c->file, .defines = c->defs, .ndefines = ndefs };
+  tj_compile_opts o = { .path = c->file, .defines = c->defs, .ndefines = ndefs, .arch = c->arch };
   tj_kernel *k = NULL;
   tj_status st = tj_kernel_compile(ctx, &o, &k);
   ck_assert_msg(st == TJ_OK, "%s: compile: %s", c->name, tj_ctx_last_error(ctx));
