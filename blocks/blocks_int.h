@@ -47,6 +47,50 @@ typedef struct BlkKernel {
 
 typedef struct BlkTuner BlkTuner;   // tuning.c
 
+// A device allocation blk_check_device_ptr found to be device or managed
+// memory: [base, end). core.c explains why a hit may be trusted.
+typedef struct BlkRange {
+  uintptr_t base, end;
+} BlkRange;
+enum { BLK_RANGES = 16 };
+
+// What a block call's kernel choice depends on (besides the handle state
+// in BlkMemo): the entry's kernel (a string constant, compared by address),
+// its variant packed by the entry (dtypes, options, target) and the sizes.
+typedef struct BlkMemoKey {
+  const char *kernel;
+  uint64_t variant;
+  int64_t M, K, rows_cap;
+} BlkMemoKey;
+
+// The handle state a remembered choice was made under.
+typedef struct BlkMemoStamp {
+  bool autotune;
+  uint32_t gen;           // tj_blocks.memo_gen
+} BlkMemoStamp;
+
+typedef struct BlkConfig {
+  bool looped;      // row too long for registers: the online kernel
+  int block;        // columns per tile (power of two)
+  int rows;         // rows per program (power of two)
+  int num_warps;
+} BlkConfig;
+
+typedef struct BlkMemo {
+  BlkMemoKey key;
+  BlkMemoStamp stamp;
+  tj_kernel *k;           // owned by the handle's kernel table
+  BlkConfig c;
+} BlkMemo;
+enum { BLK_MEMOS = 16 };
+
+// Answers blk_check_device_ptr's question about p without the driver (test
+// hook): *memtype a CU_MEMORYTYPE_* value (0: not CUDA memory), *base and
+// *size the allocation (size 0: unknown). A status other than TJ_OK is a
+// failed query (message set).
+typedef tj_status (*BlkPtrQuery)(tj_blocks *b, const void *p, unsigned *memtype, uintptr_t *base,
+                                 size_t *size, void *user);
+
 struct tj_blocks {
   tj_ctx *ctx;
   pthread_mutex_t mu;     // guards everything below
@@ -62,6 +106,17 @@ struct tj_blocks {
   bool autotune;          // GPU tile configs from the autotuner (TILEJIT_AUTOTUNE, tj_blocks_set_autotune)
   BlkTuner **tuners;      // one per (kernel, fixed defines); tuning.c
   int ntuners, tuners_cap;
+  // The host-cost caches of a steady-state call (core.c): allocations known
+  // to be device memory, and the last kernel choices. Fixed arrays: a call
+  // allocates nothing.
+  BlkRange ranges[BLK_RANGES];
+  int nranges, range_next;
+  uint64_t ptr_queries;   // driver queries made by blk_check_device_ptr (tests, benchmarks)
+  BlkPtrQuery ptr_query;  // NULL: the driver
+  void *ptr_query_user;
+  BlkMemo memos[BLK_MEMOS];
+  int nmemos, memo_next;
+  uint32_t memo_gen;      // bumped when state a choice depends on changes (blk_set_reg_limit)
 };
 
 // ---------------------------------------------------------------- tensor.c
@@ -108,12 +163,7 @@ typedef enum BlkOp {
   BLK_SOFTMAX_FWD, BLK_SOFTMAX_BWD, BLK_NORM_FWD, BLK_NORM_BWD,
 } BlkOp;
 
-typedef struct BlkConfig {
-  bool looped;      // row too long for registers: the online kernel
-  int block;        // columns per tile (power of two)
-  int rows;         // rows per program (power of two)
-  int num_warps;
-} BlkConfig;
+// BlkConfig (a tile config) is defined above, with the handle.
 
 // The tile config for op on an M x K problem. rows_cap bounds rows (a power
 // of two >= 1); gpu tells the target (the interpreter wants small programs).
@@ -130,8 +180,29 @@ tj_status blk_kernel(tj_blocks *b, const char *file, const char *src, size_t src
                      bool gpu, tj_kernel **out);
 tj_status blk_run(tj_blocks *b, tj_kernel *k, bool gpu, unsigned grid, const tj_arg *args,
                   int nargs, void *stream);
-// TJ_OK when p is CUDA device or managed memory of ctx's device.
+// TJ_OK when p is CUDA device or managed memory (the driver's answer, or
+// an allocation it gave that answer for before: see core.c).
 tj_status blk_check_device_ptr(tj_blocks *b, const char *op, const char *name, const void *p);
+// Drops the remembered allocations that overlap [p, p + bytes) (memory the
+// handle frees itself).
+void blk_forget_ptr(tj_blocks *b, const void *p, size_t bytes);
+// Test hook: answer pointer queries with fn (NULL: the driver again); also
+// empties the remembered allocations.
+void blk_set_ptr_query(tj_blocks *b, BlkPtrQuery fn, void *user);
+
+// The kernel and tile config remembered for key under the current handle
+// state: true on a hit. On a miss *stamp gets the state to pass to
+// blk_memo_put once the choice is made (read before choosing, so a choice
+// made while the state changed is remembered under the old state).
+bool blk_memo_get(tj_blocks *b, const BlkMemoKey *key, tj_kernel **k, BlkConfig *c, BlkMemoStamp *stamp);
+void blk_memo_put(tj_blocks *b, const BlkMemoKey *key, const BlkMemoStamp *stamp, tj_kernel *k,
+                  const BlkConfig *c);
+// Forget every remembered choice (under b->mu).
+void blk_memo_reset_locked(tj_blocks *b);
+// Programs of a row kernel launch with config c over M rows.
+static inline unsigned blk_grid(const BlkConfig *c, int64_t M) {
+  return (unsigned)(c->looped ? M : (M + c->rows - 1) / c->rows);
+}
 // Multiprocessor count of ctx's device (cached); 1 on error.
 int blk_sm_count(tj_blocks *b);
 // f32 scratch for the norm backward pass: the user workspace, else the

@@ -10,6 +10,50 @@
  *
  * The heuristic tile config lives in blk_pick_config alone; on the GPU the
  * autotuner (tuning.c) searches around it.
+ *
+ * The host cost of a steady-state call. A block call must cost about one
+ * tj_kernel_launch, so the work a call repeats with the same inputs is
+ * remembered per handle, in fixed arrays (a call allocates nothing):
+ *
+ *  - the kernel choice (blk_memo_*): the entries key it on their variant
+ *    (dtypes, options, target) and exact sizes, and a hit skips building
+ *    the -D defines, the tuner lookup and the kernel table's string key.
+ *    A choice is a pure function of that key and of handle state (the
+ *    autotune switch, reg_limit, the SM count, set once before the first
+ *    GPU choice), which is stamped on the entry (BlkMemoStamp) or resets
+ *    the table. Softmax and the norm forward pass use it.
+ *    Kernels stay in b->kernels until tj_blocks_free, so a remembered
+ *    pointer never dangles. A tuned choice stays what the tuner gave: its
+ *    in-memory table never changes a key's best either.
+ *
+ *  - the device check of each tensor's data (blk_check_device_ptr): a
+ *    cuPointerGetAttributes per tensor per call, which the launcher's own
+ *    check (the last address of each parameter) does not spare when a call
+ *    passes new tensors. The query also returns the allocation's range
+ *    (CU_POINTER_ATTRIBUTE_RANGE_START_ADDR / _SIZE), and a pointer inside a
+ *    range the driver called device or managed memory is accepted without
+ *    asking again. Why that stays true after the allocation is freed and
+ *    its addresses reused: what the check establishes is "this address is
+ *    CUDA device memory, not host memory". With unified addressing (every
+ *    GPU tilejit supports; the launcher assumes it too) the driver carves
+ *    device and managed allocations out of virtual address ranges it
+ *    reserves in the process, so that no host allocation (malloc, mmap,
+ *    pinned cuMemAllocHost, registered host memory, all of which live at
+ *    addresses the OS gave out) can land there while the reservation is
+ *    held, and the driver keeps its reservations for the context's life:
+ *    an address once inside a device allocation can later be inside another
+ *    device allocation (possibly smaller, or one starting elsewhere), or
+ *    unmapped, never host memory. So a cached range may only make a hit
+ *    for what the old query answered: "device memory"; a host pointer (the
+ *    refusal docs/reliability.md promises) is never inside one and always
+ *    reaches the driver. What a hit does not notice is a dangling pointer
+ *    (use after free): the uncached check did not either when the address
+ *    had been reused, and the launcher's per-parameter memo has always
+ *    accepted a repeated address without asking. Memory the handle frees
+ *    itself (the norm scratch) is dropped from the cache anyway
+ *    (blk_forget_ptr), and the cache dies with the handle. A driver that
+ *    does not answer the range attributes gets the memory type alone, and
+ *    nothing is cached.
  */
 #include "blocks_int.h"
 
@@ -78,7 +122,61 @@ int tj_blocks_num_kernels(const tj_blocks *b) {
   return n;
 }
 
-void blk_set_reg_limit(tj_blocks *b, int64_t elems) { b->reg_limit = elems > 0 ? elems : REG_LIMIT; }
+void blk_set_reg_limit(tj_blocks *b, int64_t elems) {
+  pthread_mutex_lock(&b->mu);
+  b->reg_limit = elems > 0 ? elems : REG_LIMIT;
+  blk_memo_reset_locked(b);
+  pthread_mutex_unlock(&b->mu);
+}
+
+// ---------------------------------------------------------------- the remembered kernel choices
+
+void blk_memo_reset_locked(tj_blocks *b) {
+  b->nmemos = b->memo_next = 0;
+  b->memo_gen++;
+}
+
+static bool memo_key_eq(const BlkMemoKey *a, const BlkMemoKey *b) {
+  return a->kernel == b->kernel && a->variant == b->variant && a->M == b->M && a->K == b->K &&
+         a->rows_cap == b->rows_cap;
+}
+
+bool blk_memo_get(tj_blocks *b, const BlkMemoKey *key, tj_kernel **k, BlkConfig *c, BlkMemoStamp *stamp) {
+  pthread_mutex_lock(&b->mu);
+  BlkMemoStamp now = { .autotune = b->autotune, .gen = b->memo_gen };
+  for (int i = 0; i < b->nmemos; i++) {
+    const BlkMemo *m = &b->memos[i];
+    if (memo_key_eq(&m->key, key) && m->stamp.autotune == now.autotune && m->stamp.gen == now.gen) {
+      *k = m->k;
+      *c = m->c;
+      pthread_mutex_unlock(&b->mu);
+      return true;
+    }
+  }
+  pthread_mutex_unlock(&b->mu);
+  *stamp = now;
+  return false;
+}
+
+void blk_memo_put(tj_blocks *b, const BlkMemoKey *key, const BlkMemoStamp *stamp, tj_kernel *k,
+                  const BlkConfig *c) {
+  pthread_mutex_lock(&b->mu);
+  if (stamp->gen == b->memo_gen) {   // else the table was reset meanwhile: this choice may be stale
+    int i;
+    for (i = 0; i < b->nmemos; i++)
+      if (memo_key_eq(&b->memos[i].key, key) && b->memos[i].stamp.autotune == stamp->autotune) break;
+    if (i == b->nmemos) {
+      if (b->nmemos < BLK_MEMOS) {
+        i = b->nmemos++;
+      } else {
+        i = b->memo_next;
+        b->memo_next = (b->memo_next + 1) % BLK_MEMOS;
+      }
+    }
+    b->memos[i] = (BlkMemo){ .key = *key, .stamp = *stamp, .k = k, .c = *c };
+  }
+  pthread_mutex_unlock(&b->mu);
+}
 
 int64_t blk_pow2_ceil(int64_t x) {
   int64_t p = 1;
@@ -262,22 +360,111 @@ void blk_row_strides(const BlkRows *r, const BlkView *v, int64_t *sb, int64_t *s
   }
 }
 
-// The launcher validates pointers too, but per launch: a call that launches
-// two kernels must know before the first that the second will not fail.
-tj_status blk_check_device_ptr(tj_blocks *b, const char *op, const char *name, const void *p) {
+// ---------------------------------------------------------------- the device check
+
+// CUpointer_attribute values the range cache asks for (driver ABI, as in
+// runtime/cuda.h, which does not declare these two yet).
+enum { PTR_RANGE_START_ADDR = 11, PTR_RANGE_SIZE = 12 };
+
+// The driver's answer for p: memory type and, when the driver gives it, the
+// allocation's range. A failed query answers "not CUDA memory", as the
+// single-attribute probe did.
+static tj_status driver_query(tj_blocks *b, const void *p, unsigned *mt, uintptr_t *base, size_t *size,
+                              void *user) {
+  (void)user;
   tj_ctx *ctx = b->ctx;
   tj_status st = rt_device_ready(ctx);
   if (st != TJ_OK) return st;
   CUcontext saved;
   bool pushed;
   if ((st = rt_ctx_enter(ctx, &saved, &pushed)) != TJ_OK) return st;
-  unsigned mt = 0;
-  CUresult r = rt_pointer_memtype((CUdeviceptr)(uintptr_t)p, &mt);
+  int attrs[3] = { CU_POINTER_ATTRIBUTE_MEMORY_TYPE, PTR_RANGE_START_ADDR, PTR_RANGE_SIZE };
+  unsigned m = 0;
+  CUdeviceptr start = 0;
+  size_t sz = 0;
+  void *data[3] = { &m, &start, &sz };
+  CUresult r = rt_driver()->cuPointerGetAttributes(3, attrs, data, (CUdeviceptr)(uintptr_t)p);
+  if (r != CUDA_SUCCESS) {   // a driver without the range attributes: the memory type alone
+    start = 0;
+    sz = 0;
+    r = rt_pointer_memtype((CUdeviceptr)(uintptr_t)p, &m);
+  }
   rt_ctx_leave(ctx, pushed);
-  if (r != CUDA_SUCCESS || (mt != CU_MEMORYTYPE_DEVICE && mt != CU_MEMORYTYPE_UNIFIED))
+  *mt = r == CUDA_SUCCESS ? m : 0;
+  *base = (uintptr_t)start;
+  *size = sz;
+  return TJ_OK;
+}
+
+// Requires b->mu.
+static bool range_hit(const tj_blocks *b, uintptr_t a) {
+  for (int i = 0; i < b->nranges; i++)
+    if (a >= b->ranges[i].base && a < b->ranges[i].end) return true;
+  return false;
+}
+
+// The launcher validates pointers too, but per launch: a call that launches
+// two kernels must know before the first that the second will not fail.
+tj_status blk_check_device_ptr(tj_blocks *b, const char *op, const char *name, const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  pthread_mutex_lock(&b->mu);
+  bool hit = range_hit(b, a);
+  BlkPtrQuery q = b->ptr_query;
+  void *qu = b->ptr_query_user;
+  if (!hit) b->ptr_queries++;
+  pthread_mutex_unlock(&b->mu);
+  if (hit) return TJ_OK;
+  unsigned mt = 0;
+  uintptr_t base = 0;
+  size_t size = 0;
+  tj_status st = (q ? q : driver_query)(b, p, &mt, &base, &size, qu);
+  if (st != TJ_OK) return st;
+  if (mt != CU_MEMORYTYPE_DEVICE && mt != CU_MEMORYTYPE_UNIFIED)
     return blk_error(b, TJ_ERR_INVALID_ARG, "%s: %s claims kDLCUDA but its data %p is not CUDA device "
                      "memory (a host pointer?)", op, name, p);
+  // Only a range that holds p (the driver's answer for p) is remembered.
+  if (size > 0 && a >= base && a - base < size) {
+    pthread_mutex_lock(&b->mu);
+    if (!range_hit(b, a)) {
+      int i;
+      if (b->nranges < BLK_RANGES) {
+        i = b->nranges++;
+      } else {   // full: replace in turn
+        i = b->range_next;
+        b->range_next = (b->range_next + 1) % BLK_RANGES;
+      }
+      b->ranges[i] = (BlkRange){ base, base + size < base ? UINTPTR_MAX : base + size };
+    }
+    pthread_mutex_unlock(&b->mu);
+  }
   return TJ_OK;
+}
+
+// Requires b->mu.
+static void forget_locked(tj_blocks *b, const void *p, size_t bytes) {
+  uintptr_t lo = (uintptr_t)p, hi = lo + (bytes ? bytes : 1);
+  for (int i = 0; i < b->nranges;) {
+    if (b->ranges[i].base < hi && lo < b->ranges[i].end) {
+      b->ranges[i] = b->ranges[--b->nranges];
+    } else {
+      i++;
+    }
+  }
+  b->range_next = 0;
+}
+
+void blk_forget_ptr(tj_blocks *b, const void *p, size_t bytes) {
+  pthread_mutex_lock(&b->mu);
+  forget_locked(b, p, bytes);
+  pthread_mutex_unlock(&b->mu);
+}
+
+void blk_set_ptr_query(tj_blocks *b, BlkPtrQuery fn, void *user) {
+  pthread_mutex_lock(&b->mu);
+  b->ptr_query = fn;
+  b->ptr_query_user = user;
+  b->nranges = b->range_next = 0;
+  pthread_mutex_unlock(&b->mu);
 }
 
 tj_status tj_norm_bwd_workspace(tj_blocks *b, void *workspace, size_t bytes) {
@@ -311,7 +498,10 @@ tj_status blk_scratch(tj_blocks *b, bool gpu, size_t bytes, void **out, bool *ow
       *out = b->user_ws;
   } else {
     if (b->scratch_bytes < bytes) {
-      if (b->scratch) tj_device_free(b->ctx, b->scratch);
+      if (b->scratch) {
+        forget_locked(b, b->scratch, b->scratch_bytes);
+        tj_device_free(b->ctx, b->scratch);
+      }
       b->scratch = NULL;
       b->scratch_bytes = 0;
       st = tj_device_malloc(b->ctx, bytes, &b->scratch);

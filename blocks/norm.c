@@ -100,23 +100,34 @@ static tj_status norm_fwd(tj_blocks *b, bool rms, const DLTensor *x, const DLTen
     blk_ptr_arg(&vr), tj_arg_int(vx.M), tj_arg_int(vx.K), tj_arg_int(r.seq),
     tj_arg_int(sxb), tj_arg_int(sxr), tj_arg_int(syb), tj_arg_int(syr), tj_arg_float(eps),
   };
-  BlkDefs d = { .n = 0 };
-  blk_def(&d, "T", blk_dt(vx.dtype));
-  blk_def(&d, "RMS", tf(rms));
-  blk_def(&d, "HAS_W", tf(w != NULL));
-  blk_def(&d, "HAS_B", tf(bias != NULL));
-  blk_def(&d, "FLAT", tf(r.flat));
-  BlkTuneReq req = { .op = BLK_NORM_FWD, .dt = vx.dtype, .file = LN_FILE, .src = blk_src_layernorm,
-                     .srclen = blk_src_layernorm_len, .kernel = "norm_fwd", .defines = d.p, .ndefines = d.n,
-                     .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 14, .m_arg = 6,
-                     .written = 1u << 0 | 1u << 4 | 1u << 5, .stream = stream };
-  BlkConfig c = blk_choose_config(b, &req, gpu);
-  blk_def_int(&d, "BLOCK", c.block);
-  blk_def_int(&d, "ROWS", c.rows);
+  // A call seen before (same variant, sizes and handle state) reuses the
+  // kernel chosen then (core.c).
+  static const char *const kname = "norm_fwd";
+  BlkMemoKey mk = { .kernel = kname, .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap,
+                    .variant = (uint64_t)vx.dtype | (uint64_t)rms << 8 | (uint64_t)(w != NULL) << 9 |
+                               (uint64_t)(bias != NULL) << 10 | (uint64_t)r.flat << 11 | (uint64_t)gpu << 12 };
   tj_kernel *k;
-  st = blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, c.looped ? "norm_fwd_loop" : "norm_fwd",
-                  d.p, d.n, c.num_warps, gpu, &k);
-  if (st != TJ_OK) return st;
+  BlkConfig c;
+  BlkMemoStamp stamp;
+  if (!blk_memo_get(b, &mk, &k, &c, &stamp)) {
+    BlkDefs d = { .n = 0 };
+    blk_def(&d, "T", blk_dt(vx.dtype));
+    blk_def(&d, "RMS", tf(rms));
+    blk_def(&d, "HAS_W", tf(w != NULL));
+    blk_def(&d, "HAS_B", tf(bias != NULL));
+    blk_def(&d, "FLAT", tf(r.flat));
+    BlkTuneReq req = { .op = BLK_NORM_FWD, .dt = vx.dtype, .file = LN_FILE, .src = blk_src_layernorm,
+                       .srclen = blk_src_layernorm_len, .kernel = kname, .defines = d.p, .ndefines = d.n,
+                       .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 14, .m_arg = 6,
+                       .written = 1u << 0 | 1u << 4 | 1u << 5, .stream = stream };
+    c = blk_choose_config(b, &req, gpu);
+    blk_def_int(&d, "BLOCK", c.block);
+    blk_def_int(&d, "ROWS", c.rows);
+    st = blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, c.looped ? "norm_fwd_loop" : kname,
+                    d.p, d.n, c.num_warps, gpu, &k);
+    if (st != TJ_OK) return st;
+    blk_memo_put(b, &mk, &stamp, k, &c);
+  }
   return blk_run(b, k, gpu, (unsigned)((vx.M + c.rows - 1) / c.rows), a, 14, stream);
 }
 

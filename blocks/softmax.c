@@ -26,17 +26,59 @@
 
 // Picks the configuration (tuned on the GPU, the heuristic otherwise),
 // compiles req's kernel, or the looped one for rows past the register
-// limit, and runs it over the rows.
-static tj_status run_config(tj_blocks *b, const BlkTuneReq *req, BlkDefs *d, const char *looped, bool gpu) {
-  BlkConfig c = blk_choose_config(b, req, gpu);
-  blk_def_int(d, "BLOCK", c.block);
-  if (!c.looped) blk_def_int(d, "ROWS", c.rows);
+// limit, and runs it over the rows. A call the handle has seen (mk, same
+// state) reuses the last choice without building d (core.c).
+static tj_status run_config(tj_blocks *b, const BlkMemoKey *mk, const BlkTuneReq *req,
+                            void (*defs)(BlkDefs *, const void *), const void *u, const char *looped, bool gpu) {
   tj_kernel *k;
-  tj_status st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len, c.looped ? looped : req->kernel,
-                            d->p, d->n, c.num_warps, gpu, &k);
-  if (st != TJ_OK) return st;
-  unsigned grid = (unsigned)(c.looped ? req->M : (req->M + c.rows - 1) / c.rows);
-  return blk_run(b, k, gpu, grid, req->args, req->nargs, req->stream);
+  BlkConfig c;
+  BlkMemoStamp stamp;
+  if (!blk_memo_get(b, mk, &k, &c, &stamp)) {
+    BlkDefs d = { .n = 0 };
+    defs(&d, u);
+    BlkTuneReq r = *req;
+    r.defines = d.p;
+    r.ndefines = d.n;
+    c = blk_choose_config(b, &r, gpu);
+    blk_def_int(&d, "BLOCK", c.block);
+    if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
+    tj_status st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len, c.looped ? looped : req->kernel,
+                              d.p, d.n, c.num_warps, gpu, &k);
+    if (st != TJ_OK) return st;
+    blk_memo_put(b, mk, &stamp, k, &c);
+  }
+  return blk_run(b, k, gpu, blk_grid(&c, req->M), req->args, req->nargs, req->stream);
+}
+
+static const char *tf(bool v) { return v ? "true" : "false"; }
+
+// The variant of a call: what its -D defines say.
+typedef struct SmVariant {
+  tj_dtype dt, mdt;
+  bool log, causal, has_mask, flat, gpu;
+} SmVariant;
+
+static uint64_t sm_variant_bits(const SmVariant *v) {
+  return (uint64_t)v->dt | (uint64_t)v->mdt << 8 | (uint64_t)v->log << 16 | (uint64_t)v->causal << 17 |
+         (uint64_t)v->has_mask << 18 | (uint64_t)v->flat << 19 | (uint64_t)v->gpu << 20;
+}
+
+static void fwd_defs(BlkDefs *d, const void *u) {
+  const SmVariant *v = u;
+  blk_def(d, "T", blk_dt(v->dt));
+  blk_def(d, "MT", blk_dt(v->mdt));
+  blk_def(d, "LOG", tf(v->log));
+  blk_def(d, "CAUSAL", tf(v->causal));
+  blk_def(d, "HAS_MASK", tf(v->has_mask));
+  blk_def(d, "FLAT", tf(v->flat));
+}
+
+static void bwd_defs(BlkDefs *d, const void *u) {
+  const SmVariant *v = u;
+  blk_def(d, "T", blk_dt(v->dt));
+  blk_def(d, "LOG", tf(v->log));
+  blk_def(d, "CAUSAL", tf(v->causal));
+  blk_def(d, "FLAT", tf(v->flat));
 }
 
 tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_softmax_opts *opts,
@@ -88,18 +130,15 @@ tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_
     tj_arg_int(sxb), tj_arg_int(sxr), tj_arg_int(syb), tj_arg_int(syr),
     tj_arg_int(mask_rows ? vm.s_r : 0),
   };
-  BlkDefs d = { .n = 0 };
-  blk_def(&d, "T", blk_dt(vx.dtype));
-  blk_def(&d, "MT", blk_dt(has_mask ? vm.dtype : vx.dtype));
-  blk_def(&d, "LOG", o->log ? "true" : "false");
-  blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
-  blk_def(&d, "HAS_MASK", has_mask ? "true" : "false");
-  blk_def(&d, "FLAT", r.flat ? "true" : "false");
+  SmVariant v = { .dt = vx.dtype, .mdt = has_mask ? vm.dtype : vx.dtype, .log = o->log != 0,
+                  .causal = o->causal != 0, .has_mask = has_mask, .flat = r.flat, .gpu = gpu };
   BlkTuneReq req = { .op = BLK_SOFTMAX_FWD, .dt = vx.dtype, .file = SM_FILE, .src = blk_src_softmax,
-                     .srclen = blk_src_softmax_len, .kernel = "softmax_fwd", .defines = d.p, .ndefines = d.n,
+                     .srclen = blk_src_softmax_len, .kernel = "softmax_fwd",
                      .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 11, .m_arg = 3,
                      .written = 1u << 0, .stream = stream };
-  return run_config(b, &req, &d, "softmax_fwd_online", gpu);
+  BlkMemoKey mk = { .kernel = req.kernel, .variant = sm_variant_bits(&v), .M = vx.M, .K = vx.K,
+                    .rows_cap = r.rows_cap };
+  return run_config(b, &mk, &req, fwd_defs, &v, "softmax_fwd_online", gpu);
 }
 
 tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DLTensor *dx,
@@ -135,14 +174,13 @@ tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DL
     tj_arg_int(s[0]), tj_arg_int(s[1]), tj_arg_int(s[2]), tj_arg_int(s[3]), tj_arg_int(s[4]),
     tj_arg_int(s[5]),
   };
-  BlkDefs d = { .n = 0 };
-  blk_def(&d, "T", blk_dt(vy.dtype));
-  blk_def(&d, "LOG", o->log ? "true" : "false");
-  blk_def(&d, "CAUSAL", o->causal ? "true" : "false");
-  blk_def(&d, "FLAT", r.flat ? "true" : "false");
+  SmVariant v = { .dt = vy.dtype, .mdt = vy.dtype, .log = o->log != 0, .causal = o->causal != 0,
+                  .flat = r.flat, .gpu = gpu };
   BlkTuneReq req = { .op = BLK_SOFTMAX_BWD, .dt = vy.dtype, .file = SM_FILE, .src = blk_src_softmax,
-                     .srclen = blk_src_softmax_len, .kernel = "softmax_bwd", .defines = d.p, .ndefines = d.n,
+                     .srclen = blk_src_softmax_len, .kernel = "softmax_bwd",
                      .M = vy.M, .K = vy.K, .rows_cap = r.rows_cap, .args = a, .nargs = 12, .m_arg = 3,
                      .written = 1u << 0, .stream = stream };
-  return run_config(b, &req, &d, "softmax_bwd_online", gpu);
+  BlkMemoKey mk = { .kernel = req.kernel, .variant = sm_variant_bits(&v), .M = vy.M, .K = vy.K,
+                    .rows_cap = r.rows_cap };
+  return run_config(b, &mk, &req, bwd_defs, &v, "softmax_bwd_online", gpu);
 }

@@ -182,8 +182,24 @@ def _resolve_stream(stream, objs, dev):
         return 0
     for o in objs:
         if is_torch_tensor(o) and o.is_cuda:
-            return int(sys.modules["torch"].cuda.current_stream(o.device).cuda_stream)
+            torch = sys.modules["torch"]
+            # The raw CUstream, as Triton reads it: torch.cuda.current_stream()
+            # builds a Stream object per call (microseconds on the hot path).
+            raw = getattr(torch._C, "_cuda_getCurrentRawStream", None) if hasattr(torch, "_C") else None
+            if raw is not None:
+                return int(raw(o.device.index if o.device.index is not None else torch.cuda.current_device()))
+            return int(torch.cuda.current_stream(o.device).cuda_stream)
     return 0
+
+
+_handle_of_dev = {}   # (DLDeviceType, id) -> Blocks, get_blocks without parsing the device
+
+
+def _blocks_for(dev):
+    h = _handle_of_dev.get(dev)
+    if h is None or not h.b:
+        h = _handle_of_dev[dev] = get_blocks(dev)
+    return h
 
 
 class _Call:
@@ -192,7 +208,7 @@ class _Call:
 
     def __init__(self, objs, stream, handle=None):
         self.dev = dev = _dev_of(objs)
-        self.h = handle or get_blocks(dev)
+        self.h = handle or _blocks_for(dev)
         s = _resolve_stream(stream, objs, dev)
         self.s = C.c_void_p(s)
         self.keep = []
@@ -275,9 +291,21 @@ def softmax(x, *, log=False, causal=False, mask=None, out=None, stream=None):
     if out is None and x is not None:
         out = _alloc(x)
     c = _Call([x, out, mask], stream)
-    o = SoftmaxOpts(int(bool(log)), int(bool(causal)), C.pointer(c.dl(mask)) if mask is not None else None)
+    o = SoftmaxOpts(int(bool(log)), int(bool(causal)), C.pointer(c.dl(mask))) if mask is not None else \
+        _softmax_opts(log, causal)
     _run(c, "tj_softmax_fwd", (c.p(x), c.p(out), C.byref(o)))
     return out
+
+
+_SOFTMAX_OPTS = {}   # (log, causal) -> SoftmaxOpts without a mask; read-only, shared
+
+
+def _softmax_opts(log, causal):
+    key = (bool(log), bool(causal))
+    o = _SOFTMAX_OPTS.get(key)
+    if o is None:
+        o = _SOFTMAX_OPTS[key] = SoftmaxOpts(int(key[0]), int(key[1]), None)
+    return o
 
 
 def log_softmax(x, **kw):
@@ -289,8 +317,7 @@ def softmax_backward(y, dy, *, log=False, causal=False, out=None, stream=None):
     if out is None and dy is not None:
         out = _alloc(dy)
     c = _Call([y, dy, out], stream)
-    o = SoftmaxOpts(int(bool(log)), int(bool(causal)), None)
-    _run(c, "tj_softmax_bwd", (c.p(y), c.p(dy), c.p(out), C.byref(o)))
+    _run(c, "tj_softmax_bwd", (c.p(y), c.p(dy), c.p(out), C.byref(_softmax_opts(log, causal))))
     return out
 
 

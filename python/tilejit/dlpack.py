@@ -72,13 +72,40 @@ def make_dltensor(data, shape, strides, code, bits, device_type=_lib.kDLCPU, dev
     return d, (sh, st)
 
 
+# DLTensors of torch tensors, keyed by everything they hold: (data pointer,
+# shape, strides, dtype, device). A block call's hot spot is building these
+# (two ctypes arrays and three structs per tensor); a steady-state loop
+# passes the same tensors, or new ones at the same address, again and again.
+# An entry depends on nothing but its key, so a hit is exact whatever tensor
+# it came from, and it holds only ctypes objects, never the tensor (no
+# device memory is kept alive). Entries are never mutated (the C API reads
+# them), so threads may share them; the dict is emptied when it reaches
+# _DL_CACHE_MAX entries.
+_dl_cache = {}
+_DL_CACHE_MAX = 1024
+
+
 def _from_torch(t):
-    code_bits = _TORCH_DTYPES.get(str(t.dtype))
+    dt, dev = t.dtype, t.device
+    ptr, shape, strides = t.data_ptr(), t.shape, t.stride()
+    key = (ptr, shape, strides, dt, dev)
+    try:
+        hit = _dl_cache.get(key)
+    except TypeError:   # a stand-in tensor whose fields do not hash: not cached
+        hit, key = None, None
+    if hit is not None:
+        return hit[0], (hit, t)
+    code_bits = _TORCH_DTYPES.get(str(dt))
     if code_bits is None:
         raise TypeError(f"tilejit: torch dtype {t.dtype} has no DLPack equivalent here")
-    dev = _TORCH_DEVICES.get(t.device.type, 0)
-    d, keep = make_dltensor(t.data_ptr(), tuple(t.shape), tuple(t.stride()), *code_bits, dev, t.device.index or 0)
-    return d, (keep, t)
+    dtype = _TORCH_DEVICES.get(dev.type, 0)
+    d, keep = make_dltensor(ptr, tuple(shape), tuple(strides), *code_bits, dtype, dev.index or 0)
+    entry = (d, keep)
+    if key is not None:
+        if len(_dl_cache) >= _DL_CACHE_MAX:
+            _dl_cache.clear()
+        _dl_cache[key] = entry
+    return d, (entry, t)
 
 
 def torch_buffer(t):

@@ -785,6 +785,230 @@ START_TEST(tune_failure_falls_back) {
 }
 END_TEST
 
+// ---------------------------------------------------------------- host-cost caches (core.c)
+
+// A stand-in for the driver's pointer query: allocations with a memory type,
+// and a count of the questions asked.
+typedef struct FakeMem {
+  struct { uintptr_t base; size_t size; unsigned mt; } a[40];
+  int n;
+  int queries;
+  bool fail;
+  bool no_range;   // a driver that does not give the range
+} FakeMem;
+
+static tj_status fake_query(tj_blocks *b, const void *p, unsigned *mt, uintptr_t *base, size_t *size,
+                            void *user) {
+  FakeMem *f = user;
+  f->queries++;
+  if (f->fail) return blk_error(b, TJ_ERR_CUDA, "cuPointerGetAttributes failed: CUDA_ERROR_FAKE");
+  *mt = 0, *base = 0, *size = 0;
+  for (int i = 0; i < f->n; i++)
+    if ((uintptr_t)p >= f->a[i].base && (uintptr_t)p < f->a[i].base + f->a[i].size) {
+      *mt = f->a[i].mt;
+      if (!f->no_range) *base = f->a[i].base, *size = f->a[i].size;
+    }
+  return TJ_OK;
+}
+
+static uintptr_t fake_alloc(FakeMem *f, uintptr_t base, size_t size, unsigned mt) {
+  f->a[f->n].base = base, f->a[f->n].size = size, f->a[f->n].mt = mt;
+  f->n++;
+  return base;
+}
+
+#define DEV(a) ((const void *)(uintptr_t)(a))
+
+// A pointer inside an allocation the driver called device (or managed)
+// memory is not asked about again; host pointers always are, and are refused.
+START_TEST(ptr_cache_hits_and_refusals) {
+  FakeMem f = { .n = 0 };
+  blk_set_ptr_query(blk, fake_query, &f);
+  uintptr_t d0 = fake_alloc(&f, 0x7f0000000000u, 1 << 20, 2);   // CU_MEMORYTYPE_DEVICE
+  uintptr_t m0 = fake_alloc(&f, 0x7f1000000000u, 4096, 4);      // CU_MEMORYTYPE_UNIFIED
+  uintptr_t h0 = fake_alloc(&f, 0x7f2000000000u, 4096, 1);      // pinned host memory
+  OK(blk_check_device_ptr(blk, "softmax", "x", DEV(d0)));
+  ck_assert_int_eq(f.queries, 1);
+  OK(blk_check_device_ptr(blk, "softmax", "y", DEV(d0 + 4096)));
+  OK(blk_check_device_ptr(blk, "softmax", "y", DEV(d0 + (1 << 20) - 1)));
+  ck_assert_int_eq(f.queries, 1);
+  // Past the end: asked, and refused (nothing there).
+  expect_error(blk_check_device_ptr(blk, "softmax", "x", DEV(d0 + (1 << 20))), TJ_ERR_INVALID_ARG, "host pointer?");
+  ck_assert_int_eq(f.queries, 2);
+  OK(blk_check_device_ptr(blk, "softmax", "x", DEV(m0 + 8)));
+  OK(blk_check_device_ptr(blk, "softmax", "x", DEV(m0 + 16)));
+  ck_assert_int_eq(f.queries, 3);
+  for (int i = 0; i < 3; i++) {   // never remembered
+    int q = f.queries;
+    expect_error(blk_check_device_ptr(blk, "softmax", "y", DEV(h0)), TJ_ERR_INVALID_ARG, "y claims kDLCUDA");
+    expect_error(blk_check_device_ptr(blk, "softmax", "y", &f), TJ_ERR_INVALID_ARG, "not CUDA device memory");
+    ck_assert_int_eq(f.queries, q + 2);
+  }
+  ck_assert_int_eq((int)blk->ptr_queries, f.queries);
+  // A failed query is the call's failure.
+  f.fail = true;
+  expect_error(blk_check_device_ptr(blk, "softmax", "x", DEV(0x7f3000000000u)), TJ_ERR_CUDA, "CUDA_ERROR_FAKE");
+  OK(blk_check_device_ptr(blk, "softmax", "x", DEV(d0 + 64)));   // remembered: no query
+  f.fail = false;
+  // Without the range, nothing is remembered.
+  blk_set_ptr_query(blk, fake_query, &f);
+  f.no_range = true;
+  f.queries = 0;
+  OK(blk_check_device_ptr(blk, "softmax", "x", DEV(d0)));
+  OK(blk_check_device_ptr(blk, "softmax", "x", DEV(d0)));
+  ck_assert_int_eq(f.queries, 2);
+  blk_set_ptr_query(blk, NULL, NULL);
+}
+END_TEST
+
+// The cache holds BLK_RANGES allocations, replaced in turn; memory the
+// handle frees leaves it; another handle starts empty.
+START_TEST(ptr_cache_eviction_and_forget) {
+  FakeMem f = { .n = 0 };
+  blk_set_ptr_query(blk, fake_query, &f);
+  for (int i = 0; i < BLK_RANGES + 1; i++) fake_alloc(&f, 0x7f0000000000u + (uintptr_t)i * 0x100000, 4096, 2);
+  for (int i = 0; i < BLK_RANGES; i++) OK(blk_check_device_ptr(blk, "op", "x", DEV(f.a[i].base)));
+  ck_assert_int_eq(f.queries, BLK_RANGES);
+  for (int i = 0; i < BLK_RANGES; i++) OK(blk_check_device_ptr(blk, "op", "x", DEV(f.a[i].base + 1)));
+  ck_assert_int_eq(f.queries, BLK_RANGES);
+  OK(blk_check_device_ptr(blk, "op", "x", DEV(f.a[BLK_RANGES].base)));   // replaces the oldest
+  ck_assert_int_eq(blk->nranges, BLK_RANGES);
+  OK(blk_check_device_ptr(blk, "op", "x", DEV(f.a[0].base)));
+  ck_assert_int_eq(f.queries, BLK_RANGES + 2);
+  OK(blk_check_device_ptr(blk, "op", "x", DEV(f.a[5].base)));
+  ck_assert_int_eq(f.queries, BLK_RANGES + 2);
+  // Freed by the handle (and reused as host memory): asked again, refused.
+  blk_forget_ptr(blk, DEV(f.a[5].base + 100), 10);
+  f.a[5].mt = 1;
+  expect_error(blk_check_device_ptr(blk, "op", "x", DEV(f.a[5].base)), TJ_ERR_INVALID_ARG, "not CUDA device memory");
+  ck_assert_int_eq(f.queries, BLK_RANGES + 3);
+  tj_blocks *b2;
+  OK(tj_blocks_create(ctx, &b2));
+  blk_set_ptr_query(b2, fake_query, &f);
+  OK(blk_check_device_ptr(b2, "op", "x", DEV(f.a[6].base)));
+  ck_assert_int_eq(f.queries, BLK_RANGES + 4);
+  tj_blocks_free(b2);
+  blk_set_ptr_query(blk, NULL, NULL);
+}
+END_TEST
+
+// A block call on kDLCUDA tensors: a host pointer among cached device ones
+// is still refused, naming the tensor, before anything is compiled or
+// launched; a cached call asks the driver nothing.
+START_TEST(ptr_cache_in_block_calls) {
+  FakeMem f = { .n = 0 };
+  blk_set_ptr_query(blk, fake_query, &f);
+  uintptr_t d0 = fake_alloc(&f, 0x7f0000000000u, 1 << 20, 2);
+  int64_t shape[2] = { 4, 64 };
+  DLTensor x = { .data = (void *)d0, .device = { kDLCUDA, 0 }, .ndim = 2, .dtype = { kDLFloat, 16, 1 },
+                 .shape = shape };
+  DLTensor y = x;
+  y.data = (void *)(d0 + 65536);
+  DLTensor h = x;
+  h.data = &f;   // host memory
+  expect_error(tj_softmax_fwd(blk, &x, &h, NULL, NULL), TJ_ERR_INVALID_ARG, "softmax: y claims kDLCUDA");
+  expect_error(tj_softmax_fwd(blk, &h, &y, NULL, NULL), TJ_ERR_INVALID_ARG, "softmax: x claims kDLCUDA");
+  DLTensor bad = y;
+  int64_t other[2] = { 4, 32 };
+  bad.shape = other;
+  expect_error(tj_softmax_fwd(blk, &x, &bad, NULL, NULL), TJ_ERR_INVALID_ARG, "differs from");
+  bad = y;
+  bad.dtype.bits = 32;
+  expect_error(tj_softmax_fwd(blk, &x, &bad, NULL, NULL), TJ_ERR_INVALID_ARG, "dtype");
+  bad = y;
+  bad.data = NULL;
+  expect_error(tj_softmax_fwd(blk, &x, &bad, NULL, NULL), TJ_ERR_INVALID_ARG, "NULL data");
+  int64_t overlap[2] = { 8, 1 };
+  bad = y;
+  bad.strides = overlap;
+  expect_error(tj_softmax_fwd(blk, &x, &bad, NULL, NULL), TJ_ERR_INVALID_ARG, "overlap");
+  ck_assert_int_eq(tj_blocks_num_kernels(blk), 0);   // nothing compiled, so nothing launched
+  int q = f.queries;
+  BlkView vx, vy;
+  OK(blk_view(blk, "softmax", "x", &x, BLK_FLOATS, &vx));
+  OK(blk_view(blk, "softmax", "y", &y, BLK_FLOATS, &vy));
+  BlkView *all[2] = { &vx, &vy };
+  bool gpu = false;
+  OK(blk_device(blk, "softmax", all, 2, &gpu));
+  ck_assert(gpu);
+  ck_assert_int_eq(f.queries, q);
+  blk_set_ptr_query(blk, NULL, NULL);
+}
+END_TEST
+
+// The last kernel choices are remembered per (variant, sizes), and
+// forgotten when the state they depend on changes.
+START_TEST(choice_memo) {
+  HostT x, y;
+  int64_t shape[2] = { 3, 50 }, shape2[2] = { 4, 50 };   // both 4 rows per program
+  host_init(&x, TJ_F16, 2, shape, NULL);
+  host_init(&y, TJ_F16, 2, shape, NULL);
+  host_fill(&x, 2, -1, 1);
+  double want[3 * 50];
+  ref_softmax(&x, NULL, 0, 0, want);
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL));
+  ck_assert_int_eq(blk->nmemos, 1);
+  memset(y.buf, 0, y.nbytes);
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL));   // a hit: same result
+  check_close(&y, want, 3, 50, TJ_F16, "softmax from the remembered choice");
+  ck_assert_int_eq(blk->nmemos, 1);
+  tj_softmax_opts o = { .log = 1 };
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, &o, NULL));
+  ck_assert_int_eq(blk->nmemos, 2);
+  HostT x2, y2;
+  host_init(&x2, TJ_F16, 2, shape2, NULL);
+  host_init(&y2, TJ_F16, 2, shape2, NULL);
+  host_fill(&x2, 3, -1, 1);
+  OK(tj_softmax_fwd(blk, &x2.t, &y2.t, NULL, NULL));
+  ck_assert_int_eq(blk->nmemos, 3);
+  ck_assert_int_eq(tj_blocks_num_kernels(blk), 2);   // same specialisation, other sizes
+  // The register limit changes the kernel: the memo starts over, the call
+  // takes the looped kernel and is still right.
+  blk_set_reg_limit(blk, 32);
+  ck_assert_int_eq(blk->nmemos, 0);
+  memset(y.buf, 0, y.nbytes);
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL));
+  check_close(&y, want, 3, 50, TJ_F16, "softmax after the register limit changed");
+  ck_assert_int_eq(tj_blocks_num_kernels(blk), 3);
+  blk_set_reg_limit(blk, 0);
+  // The autotune switch is part of the stamp.
+  int n = blk->nmemos;
+  OK(tj_blocks_set_autotune(blk, !blk->autotune));
+  OK(tj_softmax_fwd(blk, &x.t, &y.t, NULL, NULL));
+  ck_assert_int_eq(blk->nmemos, n + 1);
+  // Every memo slot in use, then replaced in turn.
+  for (int i = 0; i < BLK_MEMOS + 2; i++) {
+    int64_t sh[2] = { 1 + i, 50 };
+    HostT a, c;
+    host_init(&a, TJ_F16, 2, sh, NULL);
+    host_init(&c, TJ_F16, 2, sh, NULL);
+    host_fill(&a, 4, -1, 1);
+    OK(tj_softmax_fwd(blk, &a.t, &c.t, NULL, NULL));
+    host_free(&a);
+    host_free(&c);
+  }
+  ck_assert_int_eq(blk->nmemos, BLK_MEMOS);
+  // Norm forward: rms and layernorm share a kernel name but not a choice.
+  int64_t ms[1] = { 3 };
+  HostT r, m;
+  host_init(&r, TJ_F32, 1, ms, NULL);
+  host_init(&m, TJ_F32, 1, ms, NULL);
+  OK(tj_rmsnorm_fwd(blk, &x.t, NULL, 1e-6, &y.t, &r.t, NULL));
+  int k0 = tj_blocks_num_kernels(blk);
+  OK(tj_layernorm_fwd(blk, &x.t, NULL, NULL, 1e-5, &y.t, &m.t, &r.t, NULL));
+  ck_assert_int_eq(tj_blocks_num_kernels(blk), k0 + 1);
+  double wy[3 * 50], wm[3], wr[3];
+  ref_norm(&x, NULL, NULL, 1e-5, 0, wy, wm, wr);
+  check_close(&y, wy, 3, 50, TJ_F16, "layernorm after rmsnorm");
+  host_free(&r);
+  host_free(&m);
+  host_free(&x);
+  host_free(&y);
+  host_free(&x2);
+  host_free(&y2);
+}
+END_TEST
+
 static Suite *suite(void) {
   Suite *s = suite_create("blocks");
   TCase *tc = tcase_create("interp");
@@ -804,6 +1028,10 @@ static Suite *suite(void) {
   tcase_add_test(tc, kernel_cache);
   tcase_add_test(tc, too_many_defines);
   tcase_add_test(tc, embedded_sources_current);
+  tcase_add_test(tc, ptr_cache_hits_and_refusals);
+  tcase_add_test(tc, ptr_cache_eviction_and_forget);
+  tcase_add_test(tc, ptr_cache_in_block_calls);
+  tcase_add_test(tc, choice_memo);
   suite_add_tcase(s, tc);
   TCase *tt = tcase_create("tuning");
   tcase_add_checked_fixture(tt, setup, teardown);

@@ -548,6 +548,47 @@ class FakeTorchModule:
         return False
 
 
+class TestTorchDLTensorCache(unittest.TestCase):
+    """Block calls reuse the DLTensor of a torch tensor with the same data
+    pointer, shape, strides, dtype and device (dlpack._from_torch): exact
+    hits only, and the cache never keeps a tensor alive."""
+
+    def test_hits_are_exact_and_hold_no_tensor(self):
+        import collections
+        import gc
+        import weakref
+        from tilejit import dlpack
+        Dev = collections.namedtuple("Dev", "type index")
+        with FakeTorchModule() as mod:
+            class T(mod.Tensor):
+                def __init__(self, address, shape, strides, dtype="torch.float16"):
+                    super().__init__(address, 0, device="cuda")
+                    self.device = Dev("cuda", 0)
+                    self.shape, self._strides, self.dtype = shape, strides, dtype
+
+                def stride(self):
+                    return self._strides
+            dlpack._dl_cache.clear()
+            a = T(4096, (2, 3), (3, 1))
+            d1, _ = dlpack.to_dltensor(a)
+            d2, _ = dlpack.to_dltensor(T(4096, (2, 3), (3, 1)))
+            self.assertIs(d1, d2)
+            for other in (T(8192, (2, 3), (3, 1)), T(4096, (3, 2), (2, 1)), T(4096, (2, 3), (4, 1)),
+                          T(4096, (2, 3), (3, 1), "torch.float32")):
+                d, _ = dlpack.to_dltensor(other)
+                self.assertIsNot(d, d1)
+                self.assertEqual((d.data, list(d.shape[:2]), list(d.strides[:2]), d.dtype.bits),
+                                 (other.data_ptr(), list(other.shape), list(other.stride()),
+                                  32 if other.dtype == "torch.float32" else 16))
+            self.assertEqual((d1.data, d1.ndim, d1.shape[0], d1.shape[1], d1.strides[0], d1.device.device_type),
+                             (4096, 2, 2, 3, 3, 2))
+            r = weakref.ref(a)
+            del a
+            gc.collect()
+            self.assertIsNone(r())
+            dlpack._dl_cache.clear()
+
+
 class TestTorchLaunchArgs(unittest.TestCase):
     """Kernel launches read a torch tensor's pointer and strided span
     directly (dlpack.torch_buffer), without building a DLTensor: the same
