@@ -506,8 +506,8 @@ static bool pow2_in(int x, int lo, int hi) { return x >= lo && x <= hi && (x & (
 // Tiles for one pass (bwd: the dQ and dK/dV kernels share them): the
 // forced config, else TILEJIT_ATTN_CONFIG, else the heuristic; halved until
 // they divide S.
-static void pick_tiles(tj_blocks *b, tj_attn_layout *l, bool gpu, bool bwd, int64_t BH, int64_t D, int64_t S,
-                       int *bm, int *bn, int *nw) {
+static void pick_tiles(tj_blocks *b, tj_attn_layout *l, bool gpu, bool bwd, bool causal, int64_t BH, int64_t D,
+                       int64_t S, int *bm, int *bn, int *nw) {
   pthread_mutex_lock(&l->mu);
   BlkAttnCfg f = l->force;
   pthread_mutex_unlock(&l->mu);
@@ -522,6 +522,19 @@ static void pick_tiles(tj_blocks *b, tj_attn_layout *l, bool gpu, bool bwd, int6
     *bm = c[0];
     *bn = c[1];
     *nw = c[2];
+  } else if (gpu && D <= 64 && blk_has_wgmma(b)) {
+    // sm_90a: the dots run on wgmma (D <= 64: K and V rows of at most 128
+    // bytes), one m64 tile per warpgroup and k step. H200, B4 H16 S16384
+    // D64 fp16, TFLOP/s, forward dense / causal / +-512 window of
+    // 128-blocks (ms): 128x64x8 410 / 320 / 0.843, 128x128x8 356 / 347 /
+    // 1.041, 256x64x8 351 / 341 / 1.451, 128x64x4 386 / 292 / 0.867,
+    // 64x64x4 387 / 227 / 0.884. Backward dense / causal / window (ms):
+    // 128x128x8 270 / 247 / -, 64x64x4 243 / 147 / 3.50 (64x64x8, on
+    // mma.sync: 6.85 ms). The 128-wide backward tiles need all blocks
+    // active (see below).
+    *bm = bwd ? (dense ? 128 : 64) : 128;
+    *bn = bwd ? *bm : (dense && causal ? 128 : 64);
+    *nw = bwd && !dense ? 4 : 8;
   } else if (gpu && !bwd) {
     // Forward: 8 warps against 64 keys per step. With D <= 64 each warp
     // owns 32 query rows (BM = 256), so every K and V fragment it reads
@@ -637,7 +650,7 @@ tj_status tj_attention_fwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, c
   tj_attn_layout *l = (tj_attn_layout *)layout;
   int64_t B = tq.shape[0], H = tq.shape[1], S = tq.shape[2], D = tq.shape[3];
   int bm, bn, nw;
-  pick_tiles(b, l, gpu, false, B * H, D, S, &bm, &bn, &nw);
+  pick_tiles(b, l, gpu, false, causal != 0, B * H, D, S, &bm, &bn, &nw);
   AttnPlan p;
   if ((st = plan_get(b, l, bm, bn, causal != 0, gpu, &p)) != TJ_OK) return st;
   AttnT *ts[4] = { &tq, &tk, &tv, &to };
@@ -705,7 +718,7 @@ tj_status tj_attention_bwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, c
   tj_attn_layout *l = (tj_attn_layout *)layout;
   int64_t B = tq.shape[0], H = tq.shape[1], S = tq.shape[2], D = tq.shape[3];
   int bm, bn, nw;
-  pick_tiles(b, l, gpu, true, B * H, D, S, &bm, &bn, &nw);
+  pick_tiles(b, l, gpu, true, causal != 0, B * H, D, S, &bm, &bn, &nw);
   AttnPlan p;
   if ((st = plan_get(b, l, bm, bn, causal != 0, gpu, &p)) != TJ_OK) return st;
   AttnT *ts[8] = { &tq, &tk, &tv, &to, &tg, &tdq, &tdk, &tdv };

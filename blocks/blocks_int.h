@@ -97,6 +97,7 @@ struct tj_blocks {
   BlkKernel *kernels;
   int nkernels, cap;
   int sm_count;           // 0 until queried
+  bool wgmma;             // the device's arch is sm_90a (set with sm_count)
   void *scratch;          // device scratch for the norm backward pass
   size_t scratch_bytes;
   void *user_ws;          // tj_norm_bwd_workspace
@@ -205,6 +206,9 @@ static inline unsigned blk_grid(const BlkConfig *c, int64_t M) {
 }
 // Multiprocessor count of ctx's device (cached); 1 on error.
 int blk_sm_count(tj_blocks *b);
+// true when kernels for this device are built for sm_90a, where tensor-core
+// dots split over rows run on wgmma (codegen/mma.c).
+bool blk_has_wgmma(tj_blocks *b);
 // f32 scratch for the norm backward pass: the user workspace, else the
 // handle's (grown). Host memory (malloc'd, caller frees) when !gpu.
 tj_status blk_scratch(tj_blocks *b, bool gpu, size_t bytes, void **out, bool *owned);

@@ -253,9 +253,18 @@ int blk_sm_count(tj_blocks *b) {
   tj_device_info info;
   if (tj_device_query(b->ctx, tj_ctx_device(b->ctx), &info) != TJ_OK || info.sm_count <= 0) return 1;
   pthread_mutex_lock(&b->mu);
+  b->wgmma = !strcmp(info.arch, "sm_90a");
   b->sm_count = info.sm_count;
   pthread_mutex_unlock(&b->mu);
   return info.sm_count;
+}
+
+bool blk_has_wgmma(tj_blocks *b) {
+  blk_sm_count(b);
+  pthread_mutex_lock(&b->mu);
+  bool w = b->wgmma;
+  pthread_mutex_unlock(&b->mu);
+  return w;
 }
 
 tj_status blk_kernel(tj_blocks *b, const char *file, const char *src, size_t srclen,

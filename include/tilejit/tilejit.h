@@ -206,7 +206,7 @@ typedef struct tj_device_info {
   int sm_count;
   size_t total_mem;            // bytes
   int max_shared_per_block;    // opt-in maximum, bytes
-  char arch[16];               // what tilejit compiles for on it: "sm_90"
+  char arch[16];               // what tilejit compiles for on it: "sm_90a" on 9.0
 } tj_device_info;
 TJ_API tj_status tj_device_query(tj_ctx *ctx, int device, tj_device_info *out);
 
