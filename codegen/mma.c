@@ -205,7 +205,14 @@ static void wgmma_dot(Cg *cg, Loc loc, Dtype dt, bool nk, int rb, LLVMValueRef b
                       int nt, int ks, int cnt1, LLVMValueRef *acc) {
   LLVMBuilderRef b = cg->b;
   int N = nt * 8, nd = mt * nt * 4, na = mt * ks * 4;
-  int nops = 2 * nd + na + ks + 1;
+  // A zero accumulator (s = dot(q, k^T)) is not read: the first k step
+  // runs with scale-d false (D = A * B), and no registers are tied.
+  bool zero = true;
+  for (int i = 0; i < mt * 2 * cnt1 && zero; i++) {
+    LLVMBool loses;
+    zero = LLVMIsAConstantFP(acc[i]) && LLVMConstRealGetDouble(acc[i], &loses) == 0.0;
+  }
+  int nd_in = zero ? 0 : nd, nops = nd + nd_in + na + ks + 1;
   // The descriptor: start address >> 4 (bits 0-13), leading byte offset
   // >> 4 (16-29), stride byte offset >> 4 (32-45), swizzle (62-63). B as
   // [N][K] is K-major: 8-row groups of N are 8 * rb apart, the leading
@@ -238,20 +245,22 @@ static void wgmma_dot(Cg *cg, Loc loc, Dtype dt, bool nk, int rb, LLVMValueRef b
     }
   size_t tl = 0, cl = 0;
   const char *ty = dt == DT_BF16 ? "bf16" : "f16";
-  tl += (size_t)snprintf(text + tl, tcap - tl, "{\n.reg .pred p;\nsetp.ne.b32 p, $%d, 0;\nwgmma.fence.sync.aligned;\n",
-                         nops - 1);
+  // p: accumulate (the operand is 1); z: do not (first k step of a zero D).
+  tl += (size_t)snprintf(text + tl, tcap - tl,
+                         "{\n.reg .pred p, z;\nsetp.ne.b32 p, $%d, 0;\nsetp.eq.b32 z, $%d, 0;\n"
+                         "wgmma.fence.sync.aligned;\n", nops - 1, nops - 1);
   for (int kk = 0; kk < ks; kk++)
     for (int t = 0; t < mt; t++) {
       tl += (size_t)snprintf(text + tl, tcap - tl, "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s {", N, ty, ty);
       for (int i = 0; i < nt * 4; i++)
         tl += (size_t)snprintf(text + tl, tcap - tl, "%s$%d", i ? "," : "", t * nt * 4 + i);
-      int a0 = 2 * nd + (kk * mt + t) * 4;
-      tl += (size_t)snprintf(text + tl, tcap - tl, "}, {$%d,$%d,$%d,$%d}, $%d, p, 1, 1, %d;\n", a0, a0 + 1, a0 + 2,
-                             a0 + 3, 2 * nd + na + kk, nk ? 0 : 1);
+      int a0 = nd + nd_in + (kk * mt + t) * 4;
+      tl += (size_t)snprintf(text + tl, tcap - tl, "}, {$%d,$%d,$%d,$%d}, $%d, %s, 1, 1, %d;\n", a0, a0 + 1, a0 + 2,
+                             a0 + 3, nd + nd_in + na + kk, zero && kk == 0 ? "z" : "p", nk ? 0 : 1);
     }
   tl += (size_t)snprintf(text + tl, tcap - tl, "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}");
   for (int i = 0; i < nd; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "=f,");
-  for (int i = 0; i < nd; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "%d,", i);
+  for (int i = 0; i < nd_in; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "%d,", i);
   for (int i = 0; i < na; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "r,");
   for (int i = 0; i < ks; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "l,");
   cl += (size_t)snprintf(cons + cl, ccap - cl, "r,~{memory}");
@@ -259,22 +268,24 @@ static void wgmma_dot(Cg *cg, Loc loc, Dtype dt, bool nk, int rb, LLVMValueRef b
     cg_error(cg, TJ_ERR_INTERNAL, loc, "internal error: codegen: wgmma text overflow");
     return;
   }
-  for (int i = 0; i < nd; i++) rt[i] = cg->f32, at[i] = cg->f32, args[i] = acc[slot[i]];
-  for (int i = 0; i < na; i++) at[nd + i] = cg->i32, args[nd + i] = af[i];
+  for (int i = 0; i < nd; i++) rt[i] = cg->f32;
+  for (int i = 0; i < nd_in; i++) at[i] = cg->f32, args[i] = acc[slot[i]];
+  for (int i = 0; i < na; i++) at[nd_in + i] = cg->i32, args[nd_in + i] = af[i];
   for (int kk = 0; kk < ks; kk++) {
     // k step kk of B starts 32 bytes (K-major) or 16 rows (N-major) further.
     uint64_t step = (uint64_t)(nk ? 32 * kk : 16 * kk * rb) >> 4;
-    at[nd + na + kk] = cg->i64;
-    args[nd + na + kk] = LLVMBuildAdd(b, desc, LLVMConstInt(cg->i64, step, 0), "");
+    at[nd_in + na + kk] = cg->i64;
+    args[nd_in + na + kk] = LLVMBuildAdd(b, desc, LLVMConstInt(cg->i64, step, 0), "");
   }
-  at[nd + na + ks] = cg->i32;
-  args[nd + na + ks] = cg_i32(cg, 1);
+  at[nd_in + na + ks] = cg->i32;
+  args[nd_in + na + ks] = cg_i32(cg, 1);
   LLVMTypeRef st = LLVMStructTypeInContext(cg->ctx, rt, (unsigned)nd, 0);
-  LLVMTypeRef fty = LLVMFunctionType(st, at, (unsigned)(nd + na + ks + 1), 0);
+  int nin = nd_in + na + ks + 1;
+  LLVMTypeRef fty = LLVMFunctionType(st, at, (unsigned)nin, 0);
   // Side effects: it reads shared memory, so it must stay between the
   // barriers around the tile it reads.
   LLVMValueRef asmv = LLVMGetInlineAsm(fty, text, tl, cons, cl, 1, 0, LLVMInlineAsmDialectATT, 0);
-  LLVMValueRef r = LLVMBuildCall2(b, fty, asmv, args, (unsigned)(nd + na + ks + 1), "");
+  LLVMValueRef r = LLVMBuildCall2(b, fty, asmv, args, (unsigned)nin, "");
   for (int i = 0; i < nd; i++) acc[slot[i]] = LLVMBuildExtractValue(b, r, (unsigned)i, "");
 }
 
