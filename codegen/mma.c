@@ -64,6 +64,28 @@
  *  - Hoisted A. An A operand computed outside a loop around the dot (q)
  *    has its fragments read once, right after it is computed, and kept in
  *    registers: the loop neither restages it nor waits at a barrier for it.
+ *
+ * wgmma (sm_90a)
+ * --------------
+ * A dot split over rows only (wn == 1) in whole warpgroups, whose B tile
+ * has rows of 32, 64 or 128 bytes and N <= 256, runs on
+ * wgmma.mma_async.m64nNk16 instead of mma.sync (wgmma_dot):
+ *  - A from registers: the fragments above are wgmma's register A as they
+ *    are. wgmma's m64 tile is four warps' m16 tiles, warp w' of the group
+ *    giving and getting its own 16 rows, so which logical rows those are
+ *    does not matter: a warpgroup's instruction for m tile t uses its warps'
+ *    tile t. Its accumulator registers for n tile u are mma.sync's c0..c3
+ *    of that tile: the accumulator layout is unchanged.
+ *  - B from shared memory through a matrix descriptor: the swizzle above
+ *    is the hardware's 128-, 64- and 32-byte swizzle for rows of that many
+ *    bytes (chunk bits XOR row bits of the address), so the staged tile or
+ *    the cp.async stage buffer is read in place, K-major for trans(x)
+ *    (trans-b 0) and N-major for [K][N] (trans-b 1). Tiles start on the
+ *    1024-byte swizzle repeat (cg->tile_align), and the barriers before a
+ *    read are preceded by fence.proxy.async (wgmma reads through the async
+ *    proxy what cp.async and st.shared wrote through the generic one).
+ *  - One asm statement per dot: fence, every k step and m tile, commit,
+ *    wait 0. It has side effects, so it stays between its barriers.
  */
 #include "layout.h"
 
