@@ -966,6 +966,9 @@ bool layout_analyse(Cg *cg) {
   }
   collect_users(cg, f->body, true);
   mma_mark_rows(cg, f->body);  // before any layout: mma_supported reads it
+  // Before any tile is placed: with wgmma, tiles start on 1024 bytes.
+  cg->wgmma = mma_any_wgmma(cg, f->body);
+  cg->tile_align = cg->wgmma ? 1024 : 128;
   scan_vecs(cg, f->body);
   for (int i = 0; i < f->nparams; i++) {
     const TirParam *p = &f->params[i];

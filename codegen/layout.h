@@ -104,7 +104,7 @@ typedef struct Cg {
   // 128-byte swizzle) so that a matrix descriptor can address them.
   bool wgmma_ok;           // the arch has wgmma
   bool wgmma;              // some dot uses it: barriers fence the async proxy
-  int tile_align;          // 128, or 1024 with wgmma_ok
+  int tile_align;          // 128, or 1024 with wgmma
 } Cg;
 
 //
@@ -153,6 +153,9 @@ LLVMValueRef cg_i32(Cg *cg, int64_t v);
 // bar.sync; with wgmma in the kernel, preceded by a proxy fence that makes
 // this thread's shared memory writes visible to wgmma's operand reads.
 LLVMValueRef cg_barrier(Cg *cg);
+// Marks an inline-asm call that all threads of a warp (group) must reach
+// together (wgmma, fences): LLVM keeps it out of divergent code.
+void cg_convergent(Cg *cg, LLVMValueRef call);
 // bytes rounded up to the start of the next shared tile (cg->tile_align).
 int cg_tile_pad(const Cg *cg, int bytes);
 // Runtime coordinate of slot along tile dim d of L.
@@ -234,6 +237,8 @@ void mma_consider_hoist(Cg *cg, TirInst *dot);
 void mma_hoist_frags(Cg *cg, TirValue *v);
 // true when dot `in`, split wm x wn by mma_supported, runs on wgmma (sm_90a).
 bool mma_use_wgmma(Cg *cg, const TirInst *in, int wm, int wn);
+// Layout pass, after mma_mark_rows: does any dot in blk run on wgmma?
+bool mma_any_wgmma(Cg *cg, TirBlock *blk);
 // Byte offset in a swizzled [rows][rowbytes] f16/bf16 tile of the 16-byte
 // chunk holding byte `colbyte` of row `row` (both runtime i32 values).
 LLVMValueRef mma_swizzle(Cg *cg, LLVMValueRef row, LLVMValueRef colbyte, int rowbytes);

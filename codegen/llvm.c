@@ -128,9 +128,14 @@ LLVMValueRef cg_barrier(Cg *cg) {
     LLVMTypeRef fty = LLVMFunctionType(cg->voidt, NULL, 0, 0);
     LLVMValueRef asmv = LLVMGetInlineAsm(fty, (char *)text, sizeof text - 1, (char *)"~{memory}", 9, 1, 0,
                                          LLVMInlineAsmDialectATT, 0);
-    LLVMBuildCall2(cg->b, fty, asmv, NULL, 0, "");
+    cg_convergent(cg, LLVMBuildCall2(cg->b, fty, asmv, NULL, 0, ""));
   }
   return cg_intrinsic(cg, "llvm.nvvm.barrier0", NULL, 0, NULL, 0);
+}
+
+void cg_convergent(Cg *cg, LLVMValueRef call) {
+  unsigned kind = LLVMGetEnumAttributeKindForName("convergent", 10);
+  LLVMAddCallSiteAttribute(call, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
 }
 
 int cg_tile_pad(const Cg *cg, int bytes) {
@@ -511,7 +516,7 @@ tj_status cg_llvm_compile(const TirFunc *f, const CgOptions *opt, CgResult *out,
   cg.num_warps = nw;
   cg.nthreads = 32 * nw;
   cg.wgmma_ok = !strcmp(arch, "sm_90a");
-  cg.tile_align = cg.wgmma_ok ? 1024 : 128;
+  cg.tile_align = 128;  // layout_analyse raises it for wgmma
   tj_status st = TJ_OK;
   LLVMTargetMachineRef tm = NULL;
   LLVMPassBuilderOptionsRef pbo = NULL;

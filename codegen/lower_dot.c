@@ -32,7 +32,6 @@ const Layout *lower_dot_result_layout(Cg *cg, const TirInst *in) {
 const Layout *lower_dot_layout(Cg *cg, TirInst *in) {
   int wm, wn;
   if (mma_supported(cg, in, &wm, &wn)) {
-    if (mma_use_wgmma(cg, in, wm, wn)) cg->wgmma = true;
     pipe_consider(cg, in, 0);
     pipe_consider(cg, in, 1);
     mma_consider_hoist(cg, in);

@@ -89,6 +89,7 @@
  */
 #include "layout.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -223,6 +224,18 @@ bool mma_use_wgmma(Cg *cg, const TirInst *in, int wm, int wn) {
 // B through a descriptor of the swizzled shared tile at byte `bbase`; the
 // accumulator registers of n tile u are mma.sync's c0..c3 of that tile. All
 // are issued in one asm statement and waited for at its end.
+// Appends to buf (cap bytes) at len; returns the new length, which stays
+// at cap once the text no longer fits (the caller checks len < cap).
+static size_t add(char *buf, size_t cap, size_t len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static size_t add(char *buf, size_t cap, size_t len, const char *fmt, ...) {
+  if (len >= cap) return cap;
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf + len, cap - len, fmt, ap);
+  va_end(ap);
+  return n < 0 || (size_t)n >= cap - len ? cap : len + (size_t)n;
+}
+
 static void wgmma_dot(Cg *cg, Loc loc, Dtype dt, bool nk, int rb, LLVMValueRef bbase, const LLVMValueRef *af, int mt,
                       int nt, int ks, int cnt1, LLVMValueRef *acc) {
   LLVMBuilderRef b = cg->b;
@@ -253,7 +266,8 @@ static void wgmma_dot(Cg *cg, Loc loc, Dtype dt, bool nk, int rb, LLVMValueRef b
   LLVMTypeRef *at = arena_alloc(cg->a, sizeof *at * (size_t)nops);
   LLVMValueRef *args = arena_alloc(cg->a, sizeof *args * (size_t)nops);
   LLVMTypeRef *rt = arena_alloc(cg->a, sizeof *rt * (size_t)nd);
-  size_t tcap = (size_t)(mt * ks) * (size_t)(nd / mt * 6 + 200) + 256, ccap = (size_t)nops * 6 + 16;
+  // operand references are at most "$NNNNN," (7 bytes) per register
+  size_t tcap = (size_t)(mt * ks) * (size_t)(nd / mt * 8 + 200) + 256, ccap = (size_t)nops * 8 + 16;
   char *text = arena_alloc(cg->a, tcap), *cons = arena_alloc(cg->a, ccap);
   int *slot = arena_alloc(cg->a, sizeof *slot * (size_t)nd);
   if (!at || !args || !rt || !text || !cons || !slot) {
@@ -268,24 +282,24 @@ static void wgmma_dot(Cg *cg, Loc loc, Dtype dt, bool nk, int rb, LLVMValueRef b
   size_t tl = 0, cl = 0;
   const char *ty = dt == DT_BF16 ? "bf16" : "f16";
   // p: accumulate (the operand is 1); z: do not (first k step of a zero D).
-  tl += (size_t)snprintf(text + tl, tcap - tl,
-                         "{\n.reg .pred p, z;\nsetp.ne.b32 p, $%d, 0;\nsetp.eq.b32 z, $%d, 0;\n"
-                         "wgmma.fence.sync.aligned;\n", nops - 1, nops - 1);
+  tl = add(text, tcap, tl,
+           "{\n.reg .pred p, z;\nsetp.ne.b32 p, $%d, 0;\nsetp.eq.b32 z, $%d, 0;\nwgmma.fence.sync.aligned;\n",
+           nops - 1, nops - 1);
   for (int kk = 0; kk < ks; kk++)
     for (int t = 0; t < mt; t++) {
-      tl += (size_t)snprintf(text + tl, tcap - tl, "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s {", N, ty, ty);
+      tl = add(text, tcap, tl, "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s {", N, ty, ty);
       for (int i = 0; i < nt * 4; i++)
-        tl += (size_t)snprintf(text + tl, tcap - tl, "%s$%d", i ? "," : "", t * nt * 4 + i);
+        tl = add(text, tcap, tl, "%s$%d", i ? "," : "", t * nt * 4 + i);
       int a0 = nd + nd_in + (kk * mt + t) * 4;
-      tl += (size_t)snprintf(text + tl, tcap - tl, "}, {$%d,$%d,$%d,$%d}, $%d, %s, 1, 1, %d;\n", a0, a0 + 1, a0 + 2,
+      tl = add(text, tcap, tl, "}, {$%d,$%d,$%d,$%d}, $%d, %s, 1, 1, %d;\n", a0, a0 + 1, a0 + 2,
                              a0 + 3, nd + nd_in + na + kk, zero && kk == 0 ? "z" : "p", nk ? 0 : 1);
     }
-  tl += (size_t)snprintf(text + tl, tcap - tl, "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}");
-  for (int i = 0; i < nd; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "=f,");
-  for (int i = 0; i < nd_in; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "%d,", i);
-  for (int i = 0; i < na; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "r,");
-  for (int i = 0; i < ks; i++) cl += (size_t)snprintf(cons + cl, ccap - cl, "l,");
-  cl += (size_t)snprintf(cons + cl, ccap - cl, "r,~{memory}");
+  tl = add(text, tcap, tl, "wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n}");
+  for (int i = 0; i < nd; i++) cl = add(cons, ccap, cl, "=f,");
+  for (int i = 0; i < nd_in; i++) cl = add(cons, ccap, cl, "%d,", i);
+  for (int i = 0; i < na; i++) cl = add(cons, ccap, cl, "r,");
+  for (int i = 0; i < ks; i++) cl = add(cons, ccap, cl, "l,");
+  cl = add(cons, ccap, cl, "r,~{memory}");
   if (tl >= tcap || cl >= ccap) {
     cg_error(cg, TJ_ERR_INTERNAL, loc, "internal error: codegen: wgmma text overflow");
     return;
@@ -308,7 +322,18 @@ static void wgmma_dot(Cg *cg, Loc loc, Dtype dt, bool nk, int rb, LLVMValueRef b
   // barriers around the tile it reads.
   LLVMValueRef asmv = LLVMGetInlineAsm(fty, text, tl, cons, cl, 1, 0, LLVMInlineAsmDialectATT, 0);
   LLVMValueRef r = LLVMBuildCall2(b, fty, asmv, args, (unsigned)nin, "");
+  cg_convergent(cg, r);
   for (int i = 0; i < nd; i++) acc[slot[i]] = LLVMBuildExtractValue(b, r, (unsigned)i, "");
+}
+
+bool mma_any_wgmma(Cg *cg, TirBlock *blk) {
+  for (TirInst *in = blk->first; in; in = in->next) {
+    int wm, wn;
+    if (in->op == TIR_DOT && mma_supported(cg, in, &wm, &wn) && mma_use_wgmma(cg, in, wm, wn)) return true;
+    for (int k = 0; k < in->nblocks; k++)
+      if (mma_any_wgmma(cg, in->blocks[k])) return true;
+  }
+  return false;
 }
 
 // ---------------------------------------------------------------- analysis

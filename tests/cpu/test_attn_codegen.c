@@ -221,6 +221,7 @@ START_TEST(attention_fwd_wgmma_ptx) {
   ck_assert_int_eq(count_in(ptx, NULL, "wgmma"), 0);
   ck_assert_int_gt(count_in(ptx, NULL, "mma.sync.aligned.m16n8k16"), 0);
   ck_assert_int_eq(count_in(ptx, NULL, "fence.proxy"), 0);
+  ck_assert_msg(strstr(ptx, ".align 1024") == NULL, "1024-byte tiles without wgmma");
   free(ptx);
 }
 END_TEST
