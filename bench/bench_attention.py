@@ -32,9 +32,13 @@ import triton
 
 # FlexAttention's compiled backward donates its buffers unless told not to,
 # and then refuses the retain_graph=True that timing it repeatedly needs.
-import torch._functorch.config  # noqa: E402
+try:
+    import torch._functorch.config  # noqa: E402
 
-torch._functorch.config.donated_buffer = False
+    if hasattr(torch._functorch.config, "donated_buffer"):
+        torch._functorch.config.donated_buffer = False
+except ImportError:
+    pass
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tj  # noqa: E402  (the core ctypes binding)

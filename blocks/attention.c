@@ -522,9 +522,10 @@ static void pick_tiles(tj_blocks *b, tj_attn_layout *l, bool gpu, bool bwd, bool
     *bm = c[0];
     *bn = c[1];
     *nw = c[2];
-  } else if (gpu && D <= 64 && blk_has_wgmma(b)) {
-    // sm_90a: the dots run on wgmma (D <= 64: K and V rows of at most 128
-    // bytes), one m64 tile per warpgroup and k step. H200, B4 H16 S16384
+  } else if (gpu && (D == 16 || D == 32 || D == 64) && blk_has_wgmma(b)) {
+    // sm_90a: the dots run on wgmma (D 16, 32, 64: K and V rows of 32, 64,
+    // 128 bytes, swizzled as wgmma reads them), one m64 tile per warpgroup
+    // and k step. H200, B4 H16 S16384
     // D64 fp16, TFLOP/s, forward dense / causal / +-512 window of
     // 128-blocks (ms): 128x64x8 410 / 320 / 0.843, 128x128x8 356 / 347 /
     // 1.041, 256x64x8 351 / 341 / 1.451, 128x64x4 386 / 292 / 0.867,

@@ -254,6 +254,7 @@ int blk_sm_count(tj_blocks *b) {
   if (tj_device_query(b->ctx, tj_ctx_device(b->ctx), &info) != TJ_OK || info.sm_count <= 0) return 1;
   pthread_mutex_lock(&b->mu);
   b->wgmma = !strcmp(info.arch, "sm_90a");
+  if (b->sm_count != info.sm_count) blk_memo_reset_locked(b);   // choices made without it are stale
   b->sm_count = info.sm_count;
   pthread_mutex_unlock(&b->mu);
   return info.sm_count;
