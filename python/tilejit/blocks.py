@@ -192,23 +192,13 @@ def _resolve_stream(stream, objs, dev):
     return 0
 
 
-_handle_of_dev = {}   # (DLDeviceType, id) -> Blocks, get_blocks without parsing the device
-
-
-def _blocks_for(dev):
-    h = _handle_of_dev.get(dev)
-    if h is None or not h.b:
-        h = _handle_of_dev[dev] = get_blocks(dev)
-    return h
-
-
 class _Call:
     """Converts the tensors of one call: .p(obj) is the DLTensor pointer
     (None for None), .h the device's handle, .s the stream as c_void_p."""
 
     def __init__(self, objs, stream, handle=None):
         self.dev = dev = _dev_of(objs)
-        self.h = handle or _blocks_for(dev)
+        self.h = handle or get_blocks(dev)
         s = _resolve_stream(stream, objs, dev)
         self.s = C.c_void_p(s)
         self.keep = []

@@ -98,8 +98,8 @@ def _from_torch(t):
     code_bits = _TORCH_DTYPES.get(str(dt))
     if code_bits is None:
         raise TypeError(f"tilejit: torch dtype {t.dtype} has no DLPack equivalent here")
-    dtype = _TORCH_DEVICES.get(dev.type, 0)
-    d, keep = make_dltensor(ptr, tuple(shape), tuple(strides), *code_bits, dtype, dev.index or 0)
+    devtype = _TORCH_DEVICES.get(dev.type, 0)
+    d, keep = make_dltensor(ptr, tuple(shape), tuple(strides), *code_bits, devtype, dev.index or 0)
     entry = (d, keep)
     if key is not None:
         if len(_dl_cache) >= _DL_CACHE_MAX:
