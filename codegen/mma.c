@@ -338,8 +338,9 @@ bool mma_any_wgmma(Cg *cg, TirBlock *blk) {
 
 // ---------------------------------------------------------------- analysis
 
-// v reaches, through same-shape elementwise ops, a reduction along its rows
-// or the A operand of a dot (which is marked row-wise too).
+// v reaches, through same-shape elementwise ops and the results of the ifs
+// that yield it, a reduction along its rows or the A operand of a dot
+// (which is marked row-wise too).
 static bool feeds_rows(Cg *cg, TirValue *v, int depth) {
   ValInfo *vi = &cg->vi[v->id];
   bool hit = false;
@@ -354,6 +355,11 @@ static bool feeds_rows(Cg *cg, TirValue *v, int depth) {
     } else if (lower_is_elementwise(u->op) && u->op != TIR_BROADCAST && u->op != TIR_EXPAND_DIMS &&
                u->nres == 1 && u->res[0]->type.rank == 2) {
       hit |= feeds_rows(cg, u->res[0], depth + 1);
+    } else if (u->op == TIR_YIELD && u->parent && u->parent->owner && u->parent->owner->op == TIR_IF) {
+      // s = where(keep, s, -inf) under a runtime if: the if's result is s.
+      TirInst *f = u->parent->owner;
+      for (int j = 0; j < u->nargs && j < f->nres; j++)
+        if (u->args[j] == v) hit |= feeds_rows(cg, f->res[j], depth + 1);
     }
   }
   return hit;
