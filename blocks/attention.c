@@ -589,10 +589,10 @@ static void defs_common(BlkDefs *d, tj_dtype dt, int64_t D, const AttnPlan *p, i
   blk_def_int(d, "BM", p->bm);
   blk_def_int(d, "BN", p->bn);
   blk_def_int(d, "LBS", ilog2(bs));
-  blk_def(d, "CAUSAL", p->causal ? "true" : "false");
-  blk_def(d, "SUB", p->sub ? "true" : "false");
-  blk_def(d, "RANGE", range ? "true" : "false");
-  blk_def(d, "UNIT_D", unit_d ? "true" : "false");
+  blk_def_bool(d, "CAUSAL", p->causal);
+  blk_def_bool(d, "SUB", p->sub);
+  blk_def_bool(d, "RANGE", range);
+  blk_def_bool(d, "UNIT_D", unit_d);
 }
 
 static tj_status run2(tj_blocks *b, tj_kernel *k, bool gpu, unsigned gx, unsigned gy, const tj_arg *a, int n,

@@ -46,6 +46,7 @@ typedef struct BlkKernel {
 } BlkKernel;
 
 typedef struct BlkTuner BlkTuner;   // tuning.c
+typedef struct BlkTuneReq BlkTuneReq;   // tuning.c
 
 // A device allocation blk_check_device_ptr found to be device or managed
 // memory: [base, end). core.c explains why a hit may be trusted.
@@ -82,7 +83,10 @@ typedef struct BlkMemo {
   tj_kernel *k;           // owned by the handle's kernel table
   BlkConfig c;
 } BlkMemo;
-enum { BLK_MEMOS = 16 };
+// Every row block remembers its choices here (softmax, the norms, dropout:
+// up to two entries a call), so a model's few shapes must all fit: a
+// workload that cycles through more keys than this misses on every call.
+enum { BLK_MEMOS = 32 };
 
 // Answers blk_check_device_ptr's question about p without the driver (test
 // hook): *memtype a CU_MEMORYTYPE_* value (0: not CUDA memory), *base and
@@ -117,7 +121,7 @@ struct tj_blocks {
   void *ptr_query_user;
   BlkMemo memos[BLK_MEMOS];
   int nmemos, memo_next;
-  uint32_t memo_gen;      // bumped when state a choice depends on changes (blk_set_reg_limit)
+  uint32_t memo_gen;      // bumped when state a choice depends on changes (reg_limit, the SM count, drop_cfg)
 };
 
 // ---------------------------------------------------------------- tensor.c
@@ -228,6 +232,35 @@ typedef struct BlkDefs {
 // NAME=VALUE"), so too many fail with a status, never past the arrays.
 void blk_def(BlkDefs *d, const char *name, const char *value);
 void blk_def_int(BlkDefs *d, const char *name, int v);
+void blk_def_bool(BlkDefs *d, const char *name, bool v);   // "true" / "false"
+
+// Makes the choice remembered under key on a miss (*k and *c; TJ_OK or a
+// status with the message set). u is build's own.
+typedef tj_status (*BlkMemoBuild)(tj_blocks *b, const void *u, tj_kernel **k, BlkConfig *c);
+// The remembered choice for key, else build's, remembered (blk_memo_get,
+// build, blk_memo_put). A build that needs work between the stamp and the
+// choice (norm.c's backward pass) calls get and put itself.
+tj_status blk_memo_kernel(tj_blocks *b, const BlkMemoKey *key, BlkMemoBuild build, const void *u,
+                          tj_kernel **k, BlkConfig *c);
+// How a row op's kernel is built: its defines, and its looped (online)
+// twin for rows past the register limit.
+typedef struct BlkRowKernels {
+  void (*defs)(BlkDefs *d, const void *u);   // every define but BLOCK and ROWS
+  const void *u;
+  const char *looped;     // the kernel of a looped config (else req->kernel)
+  bool looped_rows;       // the looped kernel declares ROWS too (norm_fwd_loop does, softmax's do not)
+  // NULL: the tile blk_choose_config gives. Else this tile, with the tuned
+  // num_warps when the tuner's tile agrees (the norm backward pass: its ROWS
+  // fixes G).
+  const BlkConfig *tile;
+} BlkRowKernels;
+// The tile config of req (blk_choose_config, or rk->tile) and its compiled
+// kernel, without the memo.
+tj_status blk_row_kernel(tj_blocks *b, const BlkTuneReq *req, const BlkRowKernels *rk, bool gpu, tj_kernel **k,
+                         BlkConfig *c);
+// blk_row_kernel, remembered under key.
+tj_status blk_memo_choose(tj_blocks *b, const BlkMemoKey *key, const BlkTuneReq *req, const BlkRowKernels *rk,
+                          bool gpu, tj_kernel **k, BlkConfig *c);
 
 // The row addressing shared by all tensors of a call: either one sequence
 // with uniform strides, or the natural (seq, s_b, s_r) of each view.

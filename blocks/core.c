@@ -20,8 +20,10 @@
  *    the -D defines, the tuner lookup and the kernel table's string key.
  *    A choice is a pure function of that key and of handle state (the
  *    autotune switch, reg_limit, the SM count, set once before the first
- *    GPU choice), which is stamped on the entry (BlkMemoStamp) or resets
- *    the table. Softmax and the norm forward pass use it.
+ *    GPU choice, dropout's forced config), which is stamped on the entry
+ *    (BlkMemoStamp) or resets the table. Every row block goes through it
+ *    (blk_memo_kernel; blk_memo_choose for the tuned row kernels): softmax,
+ *    the norms and dropout, each kernel under its own key.
  *    Kernels stay in b->kernels until tj_blocks_free, so a remembered
  *    pointer never dangles. A tuned choice stays what the tuner gave: its
  *    in-memory table never changes a key's best either.
@@ -176,6 +178,55 @@ void blk_memo_put(tj_blocks *b, const BlkMemoKey *key, const BlkMemoStamp *stamp
     b->memos[i] = (BlkMemo){ .key = *key, .stamp = *stamp, .k = k, .c = *c };
   }
   pthread_mutex_unlock(&b->mu);
+}
+
+// The one get / choose / put bracket: every memoised kernel choice goes
+// through here, so the stamp is always read before the choice is made.
+tj_status blk_memo_kernel(tj_blocks *b, const BlkMemoKey *key, BlkMemoBuild build, const void *u,
+                          tj_kernel **k, BlkConfig *c) {
+  BlkMemoStamp stamp;
+  if (blk_memo_get(b, key, k, c, &stamp)) return TJ_OK;
+  tj_status st = build(b, u, k, c);
+  if (st == TJ_OK) blk_memo_put(b, key, &stamp, *k, c);
+  return st;
+}
+
+tj_status blk_row_kernel(tj_blocks *b, const BlkTuneReq *req, const BlkRowKernels *rk, bool gpu, tj_kernel **k,
+                         BlkConfig *c) {
+  BlkDefs d = { .n = 0 };
+  rk->defs(&d, rk->u);
+  BlkTuneReq r = *req;
+  r.defines = d.p;
+  r.ndefines = d.n;
+  BlkConfig t = blk_choose_config(b, &r, gpu);
+  if (rk->tile) {
+    *c = *rk->tile;
+    if (t.block == c->block && t.rows == c->rows) c->num_warps = t.num_warps;
+  } else {
+    *c = t;
+  }
+  blk_def_int(&d, "BLOCK", c->block);
+  // A kernel that does not declare ROWS would reject the define.
+  if (!c->looped || rk->looped_rows) blk_def_int(&d, "ROWS", c->rows);
+  return blk_kernel(b, req->file, req->src, req->srclen, c->looped ? rk->looped : req->kernel, d.p, d.n,
+                    c->num_warps, gpu, k);
+}
+
+typedef struct RowChoice {
+  const BlkTuneReq *req;
+  const BlkRowKernels *rk;
+  bool gpu;
+} RowChoice;
+
+static tj_status build_row_kernel(tj_blocks *b, const void *u, tj_kernel **k, BlkConfig *c) {
+  const RowChoice *rc = u;
+  return blk_row_kernel(b, rc->req, rc->rk, rc->gpu, k, c);
+}
+
+tj_status blk_memo_choose(tj_blocks *b, const BlkMemoKey *key, const BlkTuneReq *req, const BlkRowKernels *rk,
+                          bool gpu, tj_kernel **k, BlkConfig *c) {
+  RowChoice rc = { req, rk, gpu };
+  return blk_memo_kernel(b, key, build_row_kernel, &rc, k, c);
 }
 
 int64_t blk_pow2_ceil(int64_t x) {
@@ -345,6 +396,8 @@ void blk_def_int(BlkDefs *d, const char *name, int v) {
   blk_def(d, name, s);
 }
 
+void blk_def_bool(BlkDefs *d, const char *name, bool v) { blk_def(d, name, v ? "true" : "false"); }
+
 BlkRows blk_plan_rows(BlkView *const *v, int n, bool need_seq) {
   BlkRows r = { v[0]->seq, INT32_MAX, !need_seq };
   for (int i = 0; i < n && r.flat; i++) {
@@ -372,38 +425,11 @@ void blk_row_strides(const BlkRows *r, const BlkView *v, int64_t *sb, int64_t *s
 
 // ---------------------------------------------------------------- the device check
 
-// CUpointer_attribute values the range cache asks for (driver ABI, as in
-// runtime/cuda.h, which does not declare these two yet).
-enum { PTR_RANGE_START_ADDR = 11, PTR_RANGE_SIZE = 12 };
-
-// The driver's answer for p: memory type and, when the driver gives it, the
-// allocation's range. A failed query answers "not CUDA memory", as the
-// single-attribute probe did.
+// The driver's answer for p (runtime/: rt_pointer_range), as a BlkPtrQuery.
 static tj_status driver_query(tj_blocks *b, const void *p, unsigned *mt, uintptr_t *base, size_t *size,
                               void *user) {
   (void)user;
-  tj_ctx *ctx = b->ctx;
-  tj_status st = rt_device_ready(ctx);
-  if (st != TJ_OK) return st;
-  CUcontext saved;
-  bool pushed;
-  if ((st = rt_ctx_enter(ctx, &saved, &pushed)) != TJ_OK) return st;
-  int attrs[3] = { CU_POINTER_ATTRIBUTE_MEMORY_TYPE, PTR_RANGE_START_ADDR, PTR_RANGE_SIZE };
-  unsigned m = 0;
-  CUdeviceptr start = 0;
-  size_t sz = 0;
-  void *data[3] = { &m, &start, &sz };
-  CUresult r = rt_driver()->cuPointerGetAttributes(3, attrs, data, (CUdeviceptr)(uintptr_t)p);
-  if (r != CUDA_SUCCESS) {   // a driver without the range attributes: the memory type alone
-    start = 0;
-    sz = 0;
-    r = rt_pointer_memtype((CUdeviceptr)(uintptr_t)p, &m);
-  }
-  rt_ctx_leave(ctx, pushed);
-  *mt = r == CUDA_SUCCESS ? m : 0;
-  *base = (uintptr_t)start;
-  *size = sz;
-  return TJ_OK;
+  return rt_pointer_range(b->ctx, p, mt, base, size);
 }
 
 // Requires b->mu.

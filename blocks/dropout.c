@@ -46,6 +46,7 @@ void blk_dropout_force_config(tj_blocks *b, const BlkDropCfg *c) {
   pthread_mutex_lock(&b->mu);
   if (c) b->drop_cfg = *c;
   else memset(&b->drop_cfg, 0, sizeof b->drop_cfg);
+  blk_memo_reset_locked(b);   // the remembered kernels were built for the old config
   pthread_mutex_unlock(&b->mu);
 }
 
@@ -145,19 +146,74 @@ static int ilog2i(int v) {
   return n;
 }
 
-// The defines shared by both kernels.
-static void common_defs(BlkDefs *d, tj_dtype dt, const BlkDropCfg *c, const tj_dropout_opts *o,
-                        bool has_bias, const DropParams *dp, int64_t K, bool flat) {
-  blk_def(d, "T", blk_dt(dt));
-  blk_def_int(d, "BLOCK", c->block);
-  blk_def_int(d, "ROWS", c->rows);
-  blk_def_int(d, "VEC", c->vec);
-  blk_def_int(d, "BGS", ilog2i(c->block / c->vec));
-  blk_def_int(d, "ACT", (int)o->act);
-  blk_def(d, "HAS_BIAS", has_bias ? "true" : "false");
-  blk_def(d, "DROP", dp->drop ? "true" : "false");
-  blk_def(d, "K4", K % 4 == 0 && !c->per_element ? "true" : "false");
-  blk_def(d, "FLAT", flat ? "true" : "false");
+// What a dropout kernel's defines say besides its tile, which pick_config
+// derives from the sizes and the handle state (the forced config, the SM
+// count): the memo key of drop_kernel.
+typedef struct DropVariant {
+  const char *kernel;   // drop_fwd or drop_bwd
+  tj_dtype dt;
+  tj_activation act;
+  bool has_bias, drop, flat, dbias, gpu;   // dbias: dropout_bwd's DBIAS
+  int64_t M, K, rows_cap;
+} DropVariant;
+
+static const char *const drop_fwd = "dropout_fwd";
+static const char *const drop_bwd = "dropout_bwd";
+static const char *const drop_dbias = "dropout_dbias";
+
+static uint64_t drop_variant_bits(const DropVariant *v) {
+  return (uint64_t)v->dt | (uint64_t)v->act << 8 | (uint64_t)v->has_bias << 16 | (uint64_t)v->drop << 17 |
+         (uint64_t)v->flat << 18 | (uint64_t)v->dbias << 19 | (uint64_t)v->gpu << 20;
+}
+
+// The tile config of v and its kernel (a miss of drop_kernel).
+static tj_status build_drop(tj_blocks *b, const void *u, tj_kernel **k, BlkConfig *bc) {
+  const DropVariant *v = u;
+  BlkDropCfg c = pick_config(b, v->dt, v->M, v->K, v->rows_cap, v->gpu);
+  BlkDefs d = { .n = 0 };
+  blk_def(&d, "T", blk_dt(v->dt));
+  blk_def_int(&d, "BLOCK", c.block);
+  blk_def_int(&d, "ROWS", c.rows);
+  blk_def_int(&d, "VEC", c.vec);
+  blk_def_int(&d, "BGS", ilog2i(c.block / c.vec));
+  blk_def_int(&d, "ACT", (int)v->act);
+  blk_def_bool(&d, "HAS_BIAS", v->has_bias);
+  blk_def_bool(&d, "DROP", v->drop);
+  blk_def_bool(&d, "K4", v->K % 4 == 0 && !c.per_element);
+  blk_def_bool(&d, "FLAT", v->flat);
+  if (v->kernel == drop_bwd) blk_def_bool(&d, "DBIAS", v->dbias);
+  // What the launch needs of the tile: block and rows (vec and per_element
+  // only enter the defines).
+  *bc = (BlkConfig){ .block = c.block, .rows = c.rows, .num_warps = c.num_warps };
+  return blk_kernel(b, DO_FILE, blk_src_dropout, blk_src_dropout_len, v->kernel, d.p, d.n, c.num_warps, v->gpu,
+                    k);
+}
+
+// The kernel of v and its tile, remembered by the handle (core.c).
+static tj_status drop_kernel(tj_blocks *b, const DropVariant *v, tj_kernel **k, BlkConfig *c) {
+  BlkMemoKey mk = { .kernel = v->kernel, .variant = drop_variant_bits(v), .M = v->M, .K = v->K,
+                    .rows_cap = v->rows_cap };
+  return blk_memo_kernel(b, &mk, build_drop, v, k, c);
+}
+
+// dropout_dbias: a fixed tile per target (BLOCK_G partial rows by BLOCK_N
+// columns, in c's rows and block).
+static tj_status build_dbias(tj_blocks *b, const void *u, tj_kernel **k, BlkConfig *c) {
+  const DropVariant *v = u;
+  *c = (BlkConfig){ .block = v->gpu ? 32 : 16, .rows = v->gpu ? 128 : 4, .num_warps = v->gpu ? 8 : 4 };
+  BlkDefs d = { .n = 0 };
+  blk_def(&d, "T", blk_dt(v->dt));
+  blk_def_int(&d, "BLOCK_G", c->rows);
+  blk_def_int(&d, "BLOCK_N", c->block);
+  return blk_kernel(b, DO_FILE, blk_src_dropout, blk_src_dropout_len, drop_dbias, d.p, d.n, c->num_warps,
+                    v->gpu, k);
+}
+
+// Its defines depend on the dtype and the target alone.
+static tj_status dbias_kernel(tj_blocks *b, tj_dtype dt, bool gpu, tj_kernel **k, BlkConfig *c) {
+  DropVariant v = { .kernel = drop_dbias, .dt = dt, .gpu = gpu };
+  BlkMemoKey mk = { .kernel = drop_dbias, .variant = drop_variant_bits(&v) };
+  return blk_memo_kernel(b, &mk, build_dbias, &v, k, c);
 }
 
 // Row groups of rpp rows (a multiple of rows), and their count, for `groups`
@@ -217,13 +273,11 @@ tj_status tj_dropout_fwd(tj_blocks *b, const DLTensor *x, const DLTensor *bias, 
 
   BlkView *rv[2] = { &vx, &vy };
   BlkRows r = blk_plan_rows(rv, 2, false);
-  BlkDropCfg c = pick_config(b, vx.dtype, vx.M, vx.K, r.rows_cap, gpu);
-  BlkDefs d = { .n = 0 };
-  common_defs(&d, vx.dtype, &c, opts, bias != NULL, &dp, vx.K, r.flat);
+  DropVariant v = { .kernel = drop_fwd, .dt = vx.dtype, .act = opts->act, .has_bias = bias != NULL,
+                    .drop = dp.drop, .flat = r.flat, .gpu = gpu, .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap };
   tj_kernel *k;
-  st = blk_kernel(b, DO_FILE, blk_src_dropout, blk_src_dropout_len, "dropout_fwd", d.p, d.n, c.num_warps,
-                  gpu, &k);
-  if (st != TJ_OK) return st;
+  BlkConfig c;
+  if ((st = drop_kernel(b, &v, &k, &c)) != TJ_OK) return st;
   int64_t ncb = (vx.K + c.block - 1) / c.block, rpp, G;
   plan_groups(vx.M, c.rows, ncb, elementwise_groups(b, ncb, gpu), &rpp, &G);
   int64_t sxb, sxr, syb, syr;
@@ -240,7 +294,7 @@ tj_status tj_dropout_fwd(tj_blocks *b, const DLTensor *x, const DLTensor *bias, 
 }
 
 // The dbias plan for x's shape (used by the call and the workspace query).
-static void dbias_plan(tj_blocks *b, const BlkView *vx, const BlkDropCfg *c, bool gpu, int64_t *rpp,
+static void dbias_plan(tj_blocks *b, const BlkView *vx, const BlkConfig *c, bool gpu, int64_t *rpp,
                        int64_t *G, int64_t *ncb) {
   *ncb = (vx->K + c->block - 1) / c->block;
   plan_groups(vx->M, c->rows, *ncb, dbias_groups(b, *ncb, gpu), rpp, G);
@@ -296,10 +350,16 @@ tj_status tj_dropout_bwd(tj_blocks *b, const DLTensor *dy, const DLTensor *x, co
   // x is not read without an activation: its view does not enter the plan.
   BlkView *rv[3] = { &vg, &vd, &vx };
   BlkRows r = { 1, INT32_MAX, true };
-  if (!vg.empty) r = blk_plan_rows(rv, need_x ? 3 : 2, false);
-  BlkDropCfg c = pick_config(b, vg.dtype, vg.M, vg.K, r.rows_cap, gpu);
-  int64_t rpp = c.rows, G = 0, ncb = (vg.K + c.block - 1) / c.block;
+  tj_kernel *k1 = NULL, *k2 = NULL;
+  BlkConfig c;
+  int64_t rpp = 0, G = 0, ncb = 0;
   if (!vg.empty) {
+    r = blk_plan_rows(rv, need_x ? 3 : 2, false);
+    DropVariant v = { .kernel = drop_bwd, .dt = vg.dtype, .act = opts->act, .has_bias = bias != NULL,
+                      .drop = dp.drop, .flat = r.flat, .dbias = want_db, .gpu = gpu, .M = vg.M, .K = vg.K,
+                      .rows_cap = r.rows_cap };
+    if ((st = drop_kernel(b, &v, &k1, &c)) != TJ_OK) return st;
+    ncb = (vg.K + c.block - 1) / c.block;
     if (want_db) dbias_plan(b, &vg, &c, gpu, &rpp, &G, &ncb);
     else plan_groups(vg.M, c.rows, ncb, elementwise_groups(b, ncb, gpu), &rpp, &G);
   }
@@ -308,23 +368,8 @@ tj_status tj_dropout_bwd(tj_blocks *b, const DLTensor *dy, const DLTensor *x, co
   size_t need = want_db ? (size_t)G * (size_t)vg.K * 4 : 0;
   if (need && (st = blk_scratch(b, gpu, need, &part, &owned)) != TJ_OK) return st;
 
-  tj_kernel *k1 = NULL, *k2 = NULL;
-  if (!vg.empty) {
-    BlkDefs d = { .n = 0 };
-    common_defs(&d, vg.dtype, &c, opts, bias != NULL, &dp, vg.K, r.flat);
-    blk_def(&d, "DBIAS", want_db ? "true" : "false");
-    st = blk_kernel(b, DO_FILE, blk_src_dropout, blk_src_dropout_len, "dropout_bwd", d.p, d.n, c.num_warps,
-                    gpu, &k1);
-  }
-  int block_g = gpu ? 128 : 4, block_n = gpu ? 32 : 16;
-  if (st == TJ_OK && want_db) {
-    BlkDefs d2 = { .n = 0 };
-    blk_def(&d2, "T", blk_dt(vg.dtype));
-    blk_def_int(&d2, "BLOCK_G", block_g);
-    blk_def_int(&d2, "BLOCK_N", block_n);
-    st = blk_kernel(b, DO_FILE, blk_src_dropout, blk_src_dropout_len, "dropout_dbias", d2.p, d2.n,
-                    gpu ? 8 : 4, gpu, &k2);
-  }
+  BlkConfig cd = { .block = 1 };   // dropout_dbias's tile
+  if (want_db) st = dbias_kernel(b, vg.dtype, gpu, &k2, &cd);
   if (st == TJ_OK && k1) {
     int64_t s[6] = { 0 };
     blk_row_strides(&r, &vd, &s[0], &s[1]);
@@ -343,7 +388,7 @@ tj_status tj_dropout_bwd(tj_blocks *b, const DLTensor *dy, const DLTensor *x, co
   }
   if (st == TJ_OK && k2) {
     tj_arg a2[4] = { blk_ptr_arg(&vdb), tj_arg_ptr(part, need), tj_arg_int(G), tj_arg_int(vg.K) };
-    st = blk_run(b, k2, gpu, (unsigned)((vg.K + block_n - 1) / block_n), a2, 4, stream);
+    st = blk_run(b, k2, gpu, (unsigned)((vg.K + cd.block - 1) / cd.block), a2, 4, stream);
   }
   if (owned) tj_free(part);
   return st;

@@ -63,7 +63,31 @@ static tj_status check_k(tj_blocks *b, const char *op, const BlkView *vx) {
   return TJ_OK;
 }
 
-static const char *tf(bool v) { return v ? "true" : "false"; }
+// What a norm kernel's defines say besides the tile (and, with the sizes,
+// its memo key). The forward kernels take HAS_B, the backward ones DW, DB.
+typedef struct NormVariant {
+  tj_dtype dt;
+  bool bwd, rms, has_w, has_b, dw, db, flat, gpu;
+} NormVariant;
+
+static uint64_t norm_variant_bits(const NormVariant *v) {
+  return (uint64_t)v->dt | (uint64_t)v->rms << 8 | (uint64_t)v->has_w << 9 | (uint64_t)v->has_b << 10 |
+         (uint64_t)v->dw << 11 | (uint64_t)v->db << 12 | (uint64_t)v->flat << 13 | (uint64_t)v->gpu << 14;
+}
+
+static void norm_defs(BlkDefs *d, const void *u) {
+  const NormVariant *v = u;
+  blk_def(d, "T", blk_dt(v->dt));
+  blk_def_bool(d, "RMS", v->rms);
+  blk_def_bool(d, "HAS_W", v->has_w);
+  if (v->bwd) {
+    blk_def_bool(d, "DW", v->dw);
+    blk_def_bool(d, "DB", v->db);
+  } else {
+    blk_def_bool(d, "HAS_B", v->has_b);
+  }
+  blk_def_bool(d, "FLAT", v->flat);
+}
 
 static tj_status norm_fwd(tj_blocks *b, bool rms, const DLTensor *x, const DLTensor *w,
                           const DLTensor *bias, double eps, DLTensor *y, DLTensor *mean,
@@ -103,32 +127,20 @@ static tj_status norm_fwd(tj_blocks *b, bool rms, const DLTensor *x, const DLTen
   // A call seen before (same variant, sizes and handle state) reuses the
   // kernel chosen then (core.c).
   static const char *const kname = "norm_fwd";
-  BlkMemoKey mk = { .kernel = kname, .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap,
-                    .variant = (uint64_t)vx.dtype | (uint64_t)rms << 8 | (uint64_t)(w != NULL) << 9 |
-                               (uint64_t)(bias != NULL) << 10 | (uint64_t)r.flat << 11 | (uint64_t)gpu << 12 };
+  NormVariant v = { .dt = vx.dtype, .rms = rms, .has_w = w != NULL, .has_b = bias != NULL, .flat = r.flat,
+                    .gpu = gpu };
+  BlkMemoKey mk = { .kernel = kname, .variant = norm_variant_bits(&v), .M = vx.M, .K = vx.K,
+                    .rows_cap = r.rows_cap };
+  BlkTuneReq req = { .op = BLK_NORM_FWD, .dt = vx.dtype, .file = LN_FILE, .src = blk_src_layernorm,
+                     .srclen = blk_src_layernorm_len, .kernel = kname,
+                     .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 14, .m_arg = 6,
+                     .written = 1u << 0 | 1u << 4 | 1u << 5, .stream = stream };
+  // norm_fwd_loop declares ROWS (and asserts it is 1), so it gets the define.
+  BlkRowKernels rk = { .defs = norm_defs, .u = &v, .looped = "norm_fwd_loop", .looped_rows = true };
   tj_kernel *k;
   BlkConfig c;
-  BlkMemoStamp stamp;
-  if (!blk_memo_get(b, &mk, &k, &c, &stamp)) {
-    BlkDefs d = { .n = 0 };
-    blk_def(&d, "T", blk_dt(vx.dtype));
-    blk_def(&d, "RMS", tf(rms));
-    blk_def(&d, "HAS_W", tf(w != NULL));
-    blk_def(&d, "HAS_B", tf(bias != NULL));
-    blk_def(&d, "FLAT", tf(r.flat));
-    BlkTuneReq req = { .op = BLK_NORM_FWD, .dt = vx.dtype, .file = LN_FILE, .src = blk_src_layernorm,
-                       .srclen = blk_src_layernorm_len, .kernel = kname, .defines = d.p, .ndefines = d.n,
-                       .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 14, .m_arg = 6,
-                       .written = 1u << 0 | 1u << 4 | 1u << 5, .stream = stream };
-    c = blk_choose_config(b, &req, gpu);
-    blk_def_int(&d, "BLOCK", c.block);
-    blk_def_int(&d, "ROWS", c.rows);
-    st = blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, c.looped ? "norm_fwd_loop" : kname,
-                    d.p, d.n, c.num_warps, gpu, &k);
-    if (st != TJ_OK) return st;
-    blk_memo_put(b, &mk, &stamp, k, &c);
-  }
-  return blk_run(b, k, gpu, (unsigned)((vx.M + c.rows - 1) / c.rows), a, 14, stream);
+  if ((st = blk_memo_choose(b, &mk, &req, &rk, gpu, &k, &c)) != TJ_OK) return st;
+  return blk_run(b, k, gpu, blk_grid(&c, vx.M), a, 14, stream);
 }
 
 tj_status tj_layernorm_fwd(tj_blocks *b, const DLTensor *x, const DLTensor *w, const DLTensor *bias,
@@ -173,6 +185,31 @@ tj_status tj_norm_bwd_workspace_size(tj_blocks *b, const DLTensor *x, size_t *by
   return blk_norm_bwd_plan(b, &vx, x->device.device_type != kDLCPU, &c, &G, bytes);
 }
 
+static const char *const bwd_name = "norm_bwd";
+static const char *const dwdb_name = "norm_bwd_dwdb";
+
+// norm_bwd_dwdb: a fixed tile per target (BLOCK_G partial rows by BLOCK_N
+// columns, in c's rows and block), 4 warps.
+static tj_status build_dwdb(tj_blocks *b, const void *u, tj_kernel **k, BlkConfig *c) {
+  const NormVariant *v = u;
+  *c = (BlkConfig){ .block = v->gpu ? 64 : 16, .rows = v->gpu ? 32 : 4, .num_warps = 4 };
+  BlkDefs d = { .n = 0 };
+  blk_def(&d, "T", blk_dt(v->dt));
+  blk_def_int(&d, "BLOCK_G", c->rows);
+  blk_def_int(&d, "BLOCK_N", c->block);
+  blk_def_bool(&d, "DW", v->dw);
+  blk_def_bool(&d, "DB", v->db);
+  return blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, dwdb_name, d.p, d.n, c->num_warps,
+                    v->gpu, k);
+}
+
+// Its defines depend on the dtype, dw, db and the target alone.
+static tj_status dwdb_kernel(tj_blocks *b, const NormVariant *v, tj_kernel **k, BlkConfig *c) {
+  NormVariant kv = { .dt = v->dt, .dw = v->dw, .db = v->db, .gpu = v->gpu };
+  BlkMemoKey mk = { .kernel = dwdb_name, .variant = norm_variant_bits(&kv) };
+  return blk_memo_kernel(b, &mk, build_dwdb, &kv, k, c);
+}
+
 static tj_status norm_bwd(tj_blocks *b, bool rms, const DLTensor *dy, const DLTensor *x,
                           const DLTensor *w, const DLTensor *mean, const DLTensor *rstd, DLTensor *dx,
                           DLTensor *dw, DLTensor *db, void *stream) {
@@ -204,12 +241,25 @@ static tj_status norm_bwd(tj_blocks *b, bool rms, const DLTensor *dy, const DLTe
   BlkView *rv[3] = { &vx, &vg, &vd };
   BlkRows r = { 1, INT32_MAX, true };
   BlkConfig c = { .rows = 1 };
+  NormVariant v = { .dt = vx.dtype, .bwd = true, .rms = rms, .has_w = w != NULL, .dw = want_dw, .db = want_db,
+                    .gpu = gpu };
+  BlkMemoKey mk = { .kernel = bwd_name };
+  BlkMemoStamp stamp;
+  tj_kernel *k1 = NULL, *k2 = NULL;
   int G = 0;
   size_t bytes;
   if (!vx.empty) {
     r = blk_plan_rows(rv, 3, false);
+    v.flat = r.flat;
+    mk = (BlkMemoKey){ .kernel = bwd_name, .variant = norm_variant_bits(&v), .M = vx.M, .K = vx.K,
+                       .rows_cap = r.rows_cap };
+    // The stamp is read before the plan, which may learn the SM count (and
+    // reset the memo), so a choice made on the old count is not remembered.
+    BlkConfig mc;
+    bool hit = blk_memo_get(b, &mk, &k1, &mc, &stamp);
     c.rows = (int)(r.rows_cap < INT32_MAX ? r.rows_cap : 0);
     if ((st = blk_norm_bwd_plan(b, &vx, gpu, &c, &G, &bytes)) != TJ_OK) return st;
+    if (hit) c = mc;   // the plan's tile (same key and state), perhaps with the tuner's num_warps
   } else {
     c = blk_pick_config(b, BLK_NORM_BWD, vx.dtype, 1, vx.K, 1, gpu);
   }
@@ -232,39 +282,19 @@ static tj_status norm_bwd(tj_blocks *b, bool rms, const DLTensor *dy, const DLTe
     tj_arg_int(s[0]), tj_arg_int(s[1]), tj_arg_int(s[2]), tj_arg_int(s[3]), tj_arg_int(s[4]),
     tj_arg_int(s[5]),
   };
-  BlkDefs d = { .n = 0 };
-  blk_def(&d, "T", blk_dt(vx.dtype));
-  blk_def(&d, "RMS", tf(rms));
-  blk_def(&d, "HAS_W", tf(w != NULL));
-  blk_def(&d, "DW", tf(want_dw));
-  blk_def(&d, "DB", tf(want_db));
-  blk_def(&d, "FLAT", tf(r.flat));
-  if (!vx.empty) {
+  if (!vx.empty && !k1) {
     // Only num_warps is tuned here: ROWS fixes G (blk_norm_bwd_plan).
     BlkTuneReq req = { .op = BLK_NORM_BWD, .dt = vx.dtype, .file = LN_FILE, .src = blk_src_layernorm,
-                       .srclen = blk_src_layernorm_len, .kernel = "norm_bwd", .defines = d.p, .ndefines = d.n,
+                       .srclen = blk_src_layernorm_len, .kernel = bwd_name,
                        .M = vx.M, .K = vx.K, .rows_cap = r.rows_cap, .args = a, .nargs = 18, .m_arg = 11,
                        .written = 1u << 0 | 1u << 6, .stream = stream };
-    BlkConfig t = blk_choose_config(b, &req, gpu);
-    if (t.block == c.block && t.rows == c.rows) c.num_warps = t.num_warps;
+    BlkConfig plan = c;
+    BlkRowKernels rk = { .defs = norm_defs, .u = &v, .tile = &plan };
+    st = blk_row_kernel(b, &req, &rk, gpu, &k1, &c);
+    if (st == TJ_OK) blk_memo_put(b, &mk, &stamp, k1, &c);
   }
-  blk_def_int(&d, "BLOCK", c.block);
-  blk_def_int(&d, "ROWS", c.rows);
-  tj_kernel *k1 = NULL, *k2 = NULL;
-  st = vx.empty ? TJ_OK
-                : blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, "norm_bwd", d.p, d.n,
-                             c.num_warps, gpu, &k1);
-  int block_g = gpu ? 32 : 4, block_n = gpu ? 64 : 16;
-  if (st == TJ_OK && (want_dw || want_db)) {
-    BlkDefs d2 = { .n = 0 };
-    blk_def(&d2, "T", blk_dt(vx.dtype));
-    blk_def_int(&d2, "BLOCK_G", block_g);
-    blk_def_int(&d2, "BLOCK_N", block_n);
-    blk_def(&d2, "DW", tf(want_dw));
-    blk_def(&d2, "DB", tf(want_db));
-    st = blk_kernel(b, LN_FILE, blk_src_layernorm, blk_src_layernorm_len, "norm_bwd_dwdb", d2.p, d2.n,
-                    4, gpu, &k2);
-  }
+  BlkConfig cg = { .rows = 1 };   // norm_bwd_dwdb's tile: rows BLOCK_G, block BLOCK_N
+  if (st == TJ_OK && (want_dw || want_db)) st = dwdb_kernel(b, &v, &k2, &cg);
   // No rows but dw or db wanted: they are sums over nothing, which the
   // second kernel writes when G = 0.
   if (vx.empty) G = 0;
@@ -273,7 +303,7 @@ static tj_status norm_bwd(tj_blocks *b, bool rms, const DLTensor *dy, const DLTe
     tj_arg a2[5] = {
       blk_ptr_arg(&vdw), blk_ptr_arg(&vdb), tj_arg_ptr(part, need), tj_arg_int(G), tj_arg_int(vx.K),
     };
-    st = blk_run(b, k2, gpu, (unsigned)((vx.K + block_n - 1) / block_n), a2, 5, stream);
+    st = blk_run(b, k2, gpu, (unsigned)((vx.K + cg.block - 1) / cg.block), a2, 5, stream);
   }
   if (owned) tj_free(part);
   return st;

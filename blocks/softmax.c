@@ -27,30 +27,15 @@
 // Picks the configuration (tuned on the GPU, the heuristic otherwise),
 // compiles req's kernel, or the looped one for rows past the register
 // limit, and runs it over the rows. A call the handle has seen (mk, same
-// state) reuses the last choice without building d (core.c).
-static tj_status run_config(tj_blocks *b, const BlkMemoKey *mk, const BlkTuneReq *req,
-                            void (*defs)(BlkDefs *, const void *), const void *u, const char *looped, bool gpu) {
+// state) reuses the last choice without building the defines (core.c).
+static tj_status run_config(tj_blocks *b, const BlkMemoKey *mk, const BlkTuneReq *req, const BlkRowKernels *rk,
+                            bool gpu) {
   tj_kernel *k;
   BlkConfig c;
-  BlkMemoStamp stamp;
-  if (!blk_memo_get(b, mk, &k, &c, &stamp)) {
-    BlkDefs d = { .n = 0 };
-    defs(&d, u);
-    BlkTuneReq r = *req;
-    r.defines = d.p;
-    r.ndefines = d.n;
-    c = blk_choose_config(b, &r, gpu);
-    blk_def_int(&d, "BLOCK", c.block);
-    if (!c.looped) blk_def_int(&d, "ROWS", c.rows);
-    tj_status st = blk_kernel(b, SM_FILE, blk_src_softmax, blk_src_softmax_len, c.looped ? looped : req->kernel,
-                              d.p, d.n, c.num_warps, gpu, &k);
-    if (st != TJ_OK) return st;
-    blk_memo_put(b, mk, &stamp, k, &c);
-  }
+  tj_status st = blk_memo_choose(b, mk, req, rk, gpu, &k, &c);
+  if (st != TJ_OK) return st;
   return blk_run(b, k, gpu, blk_grid(&c, req->M), req->args, req->nargs, req->stream);
 }
-
-static const char *tf(bool v) { return v ? "true" : "false"; }
 
 // The variant of a call: what its -D defines say.
 typedef struct SmVariant {
@@ -67,18 +52,18 @@ static void fwd_defs(BlkDefs *d, const void *u) {
   const SmVariant *v = u;
   blk_def(d, "T", blk_dt(v->dt));
   blk_def(d, "MT", blk_dt(v->mdt));
-  blk_def(d, "LOG", tf(v->log));
-  blk_def(d, "CAUSAL", tf(v->causal));
-  blk_def(d, "HAS_MASK", tf(v->has_mask));
-  blk_def(d, "FLAT", tf(v->flat));
+  blk_def_bool(d, "LOG", v->log);
+  blk_def_bool(d, "CAUSAL", v->causal);
+  blk_def_bool(d, "HAS_MASK", v->has_mask);
+  blk_def_bool(d, "FLAT", v->flat);
 }
 
 static void bwd_defs(BlkDefs *d, const void *u) {
   const SmVariant *v = u;
   blk_def(d, "T", blk_dt(v->dt));
-  blk_def(d, "LOG", tf(v->log));
-  blk_def(d, "CAUSAL", tf(v->causal));
-  blk_def(d, "FLAT", tf(v->flat));
+  blk_def_bool(d, "LOG", v->log);
+  blk_def_bool(d, "CAUSAL", v->causal);
+  blk_def_bool(d, "FLAT", v->flat);
 }
 
 tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_softmax_opts *opts,
@@ -138,7 +123,9 @@ tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_
                      .written = 1u << 0, .stream = stream };
   BlkMemoKey mk = { .kernel = req.kernel, .variant = sm_variant_bits(&v), .M = vx.M, .K = vx.K,
                     .rows_cap = r.rows_cap };
-  return run_config(b, &mk, &req, fwd_defs, &v, "softmax_fwd_online", gpu);
+  // The online kernels take one row per program and do not declare ROWS.
+  BlkRowKernels rk = { .defs = fwd_defs, .u = &v, .looped = "softmax_fwd_online", .looped_rows = false };
+  return run_config(b, &mk, &req, &rk, gpu);
 }
 
 tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DLTensor *dx,
@@ -182,5 +169,6 @@ tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DL
                      .written = 1u << 0, .stream = stream };
   BlkMemoKey mk = { .kernel = req.kernel, .variant = sm_variant_bits(&v), .M = vy.M, .K = vy.K,
                     .rows_cap = r.rows_cap };
-  return run_config(b, &mk, &req, bwd_defs, &v, "softmax_bwd_online", gpu);
+  BlkRowKernels rk = { .defs = bwd_defs, .u = &v, .looped = "softmax_bwd_online", .looped_rows = false };
+  return run_config(b, &mk, &req, &rk, gpu);
 }

@@ -260,6 +260,36 @@ void rt_ctx_leave(tj_ctx *ctx, bool pushed) {
   }
 }
 
+tj_status rt_pointer_range(tj_ctx *ctx, const void *p, unsigned *memtype, uintptr_t *base, size_t *size) {
+  *memtype = 0;
+  *base = 0;
+  *size = 0;
+  tj_status st = rt_device_ready(ctx);
+  if (st != TJ_OK) return st;
+  CUcontext saved;
+  bool pushed;
+  if ((st = rt_ctx_enter(ctx, &saved, &pushed)) != TJ_OK) return st;
+  CUdeviceptr dp = (CUdeviceptr)(uintptr_t)p;
+  int attrs[3] = { CU_POINTER_ATTRIBUTE_MEMORY_TYPE, CU_POINTER_ATTRIBUTE_RANGE_START_ADDR,
+                   CU_POINTER_ATTRIBUTE_RANGE_SIZE };
+  unsigned mt = 0;
+  CUdeviceptr start = 0;
+  size_t sz = 0;
+  void *data[3] = { &mt, &start, &sz };
+  CUresult r = drv.cuPointerGetAttributes(3, attrs, data, dp);
+  if (r != CUDA_SUCCESS) {   // a driver without the range attributes: the memory type alone
+    start = 0;
+    sz = 0;
+    r = rt_pointer_memtype(dp, &mt);
+  }
+  rt_ctx_leave(ctx, pushed);
+  if (r != CUDA_SUCCESS) return TJ_OK;
+  *memtype = mt;
+  *base = (uintptr_t)start;
+  *size = sz;
+  return TJ_OK;
+}
+
 tj_status rt_default_arch(tj_ctx *ctx, const char *opts_arch, char out[16]) {
   if (opts_arch) {
     size_t n = strlen(opts_arch);

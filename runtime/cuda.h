@@ -70,8 +70,14 @@ enum {
   CU_JIT_LOG_VERBOSE = 12,
 };
 
-// CUpointer_attribute / CUmemorytype
-enum { CU_POINTER_ATTRIBUTE_MEMORY_TYPE = 2 };
+// CUpointer_attribute (the members of that enum in the driver's cuda.h,
+// same names and values) / CUmemorytype. RANGE_START_ADDR and RANGE_SIZE
+// give the allocation holding a pointer (rt_pointer_range).
+enum {
+  CU_POINTER_ATTRIBUTE_MEMORY_TYPE = 2,
+  CU_POINTER_ATTRIBUTE_RANGE_START_ADDR = 11,
+  CU_POINTER_ATTRIBUTE_RANGE_SIZE = 12,
+};
 enum { CU_MEMORYTYPE_HOST = 1, CU_MEMORYTYPE_DEVICE = 2, CU_MEMORYTYPE_ARRAY = 3,
        CU_MEMORYTYPE_UNIFIED = 4 };
 
@@ -148,7 +154,8 @@ const char *rt_cu_error(const RtDriver *drv, CUresult r, char *buf, size_t n);
 // the driver's error name (TJ_ERR_NO_DEVICE for "no device" errors).
 tj_status rt_cu_fail(tj_ctx *ctx, const char *what, CUresult r);
 // The memory type of p (CU_MEMORYTYPE_*; 0 when p is not CUDA memory at
-// all, e.g. a plain host pointer) in the current context.
+// all, e.g. a plain host pointer) in the current context. rt_pointer_range
+// (rt.h) asks the same in a tj_ctx's context, with the allocation's range.
 CUresult rt_pointer_memtype(CUdeviceptr p, unsigned *mt);
 
 #endif

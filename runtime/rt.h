@@ -83,6 +83,12 @@ void rt_ctx_leave(tj_ctx *ctx, bool pushed);
 tj_status rt_default_arch(tj_ctx *ctx, const char *opts_arch, char out[16]);
 // Records a warning (counter; stderr line when TILEJIT_VERBOSE is set).
 void rt_warn(tj_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+// rt_pointer_memtype (cuda.h) in ctx's context, plus the allocation that
+// holds p: [*base, *base + *size), size 0 when the driver does not say (one
+// without the range attributes). A failed query answers "not CUDA memory"
+// (*memtype 0), as the launcher's probe does; a status other than TJ_OK is
+// a device or context that could not be made ready (message set).
+tj_status rt_pointer_range(tj_ctx *ctx, const void *p, unsigned *memtype, uintptr_t *base, size_t *size);
 
 //
 // launch.c: variants, linking, loading
