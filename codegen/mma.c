@@ -208,9 +208,31 @@ static int wg_swizzle(int rowbytes) {
   return rowbytes == 128 ? 1 : rowbytes == 64 ? 2 : rowbytes == 32 ? 3 : 0;
 }
 
+// blk holds a runtime if, at any depth.
+static bool has_if(const TirBlock *blk) {
+  for (const TirInst *in = blk->first; in; in = in->next) {
+    if (in->op == TIR_IF) return true;
+    for (int k = 0; k < in->nblocks; k++)
+      if (has_if(in->blocks[k])) return true;
+  }
+  return false;
+}
+
+// A dot in a for body that also holds a runtime if stays on mma.sync. On
+// the H200 (CUDA 13 driver) such loops computed wrong results on wgmma when
+// the score tile and the accumulator had the same shape (BN == D), though
+// the PTX reads right and mma.sync is exact on the same code: see
+// attn_chain CAUSAL in tests/gpu/test_kernels.c, which compares them with
+// the interpreter. Until that is understood, correctness wins.
+static bool in_loop_with_if(const TirInst *in) {
+  for (const TirBlock *b = in->parent; b && b->owner; b = b->owner->parent)
+    if (b->owner->op == TIR_FOR && has_if(b)) return true;
+  return false;
+}
+
 bool mma_use_wgmma(Cg *cg, const TirInst *in, int wm, int wn) {
   (void)wm;
-  if (!cg->wgmma_ok || wn != 1 || cg->num_warps % 4) return false;
+  if (!cg->wgmma_ok || wn != 1 || cg->num_warps % 4 || in_loop_with_if(in)) return false;
   int K = in->args[0]->type.shape[1], N = in->args[1]->type.shape[1];
   bool nk;
   mma_b_source(cg, in, &nk);

@@ -153,9 +153,8 @@ START_TEST(attention_fwd_ptx) {
   char *ptx = ptx_of("blocks/attention.tj", "attn_fwd", dense, 8);
   check_chain(ptx, "attn_fwd dense", (Want){64, 200});
   free(ptx);
-  // causal and sliding window (SUB): still one loop, one cp.async pipeline
-  // from the first key tile to the last; the masked tiles add only the mask
-  // (under a runtime if). Nothing spills.
+  // causal and sliding window (SUB): three loops; the masked ones add only
+  // the mask. Every loop keeps K and V in cp.async stages, nothing spills.
   const char *flav[2][9] = {
       {"T=f16", "D=64", "BM=128", "BN=64", "LBS=6", "CAUSAL=true", "SUB=false", "RANGE=true", "UNIT_D=true"},
       {"T=bf16", "D=64", "BM=128", "BN=64", "LBS=5", "CAUSAL=false", "SUB=true", "RANGE=true", "UNIT_D=true"},
@@ -165,9 +164,9 @@ START_TEST(attention_fwd_ptx) {
     for (int k = 0; k < 9; k++) defs[k] = flav[i][k];
     defs[9] = NULL;
     ptx = ptx_of("blocks/attention.tj", "attn_fwd", defs, 8);
-    ck_assert_int_eq(count_in(ptx, NULL, "mma.sync.aligned.m16n8k16"), 64);
-    ck_assert_int_eq(count_in(ptx, NULL, "cp.async.wait_group"), 1);
-    ck_assert_int_eq(count_in(ptx, NULL, "ldmatrix.sync.aligned.m8n8.x4.trans"), 16);
+    ck_assert_int_eq(count_in(ptx, NULL, "mma.sync.aligned.m16n8k16"), 3 * 64);
+    ck_assert_int_eq(count_in(ptx, NULL, "cp.async.wait_group"), 3);
+    ck_assert_int_eq(count_in(ptx, NULL, "ldmatrix.sync.aligned.m8n8.x4.trans"), 3 * 16);
     ck_assert_msg(strstr(ptx, ".local") == NULL, "local memory");
     char log[8192];
     int regs, spill;
@@ -206,24 +205,11 @@ START_TEST(attention_fwd_wgmma_ptx) {
   int rc = ptxas_regs(ptx, "sm_90a", &regs, &spill, log, sizeof log);
   if (rc >= 0) ck_assert_msg(rc == 0 && spill == 0, "ptxas:\n%s", log);
   free(ptx);
-  // Causal: the masked diagonal tiles set s under a runtime if; its result
-  // still feeds the row reductions, so the warps still split rows only and
-  // both dots stay on wgmma. No more registers than dense: two 8-warp
-  // programs fit in one SM (65536 / (256 * 128)).
-  const char *causal[] = {"T=f16", "D=64", "BM=128", "BN=64", "LBS=6", "CAUSAL=true", "SUB=false",
-                          "RANGE=true", "UNIT_D=true", NULL};
-  ptx = ptx_for("sm_90a", "blocks/attention.tj", "attn_fwd", causal, 8);
-  ck_assert_int_eq(count_in(ptx, NULL, "mma.sync"), 0);
-  ck_assert_int_eq(count_in(ptx, NULL, "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"), 8);
-  ck_assert_int_eq(count_in(ptx, NULL, "cp.async.wait_group"), 1);
-  rc = ptxas_regs(ptx, "sm_90a", &regs, &spill, log, sizeof log);
-  if (rc >= 0) ck_assert_msg(rc == 0 && spill == 0 && regs <= 128, "%d registers:\n%s", regs, log);
-  free(ptx);
-  // 256 x 64 tiles (two m64 tiles per warpgroup), bf16, causal.
+  // 256 x 64 tiles (two m64 tiles per warpgroup), bf16, causal: 3 loops.
   const char *big[] = {"T=bf16", "D=64", "BM=256", "BN=64", "LBS=6", "CAUSAL=true", "SUB=false",
                        "RANGE=true", "UNIT_D=true", NULL};
   ptx = ptx_for("sm_90a", "blocks/attention.tj", "attn_fwd", big, 8);
-  ck_assert_int_eq(count_in(ptx, NULL, "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), 16);
+  ck_assert_int_eq(count_in(ptx, NULL, "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16"), 3 * 16);
   ck_assert_int_eq(count_in(ptx, NULL, "mma.sync"), 0);
   rc = ptxas_regs(ptx, "sm_90a", &regs, &spill, log, sizeof log);
   if (rc >= 0) ck_assert_msg(rc == 0 && spill == 0, "ptxas:\n%s", log);
@@ -237,6 +223,29 @@ START_TEST(attention_fwd_wgmma_ptx) {
   ck_assert_int_eq(count_in(ptx, NULL, "fence.proxy"), 0);
   ck_assert_msg(strstr(ptx, ".align 1024") == NULL, "1024-byte tiles without wgmma");
   free(ptx);
+}
+END_TEST
+
+START_TEST(chain_if_ptx) {
+  // A runtime if between the dots: the if's result still feeds the row
+  // reductions, so the warps split rows only (no more barriers than without
+  // the if), and on sm_90a the loop stays on mma.sync (mma.c,
+  // in_loop_with_if) while the plain chain takes wgmma.
+  const char *plain[] = {"T=f16", "BM=128", "BN=64", "D=64", NULL};
+  const char *causal[] = {"T=f16", "BM=128", "BN=64", "D=64", "CAUSAL=true", NULL};
+  char *p0 = ptx_for("sm_90", "tests/dsl/kernels/attn_chain.tj", "attn_chain", plain, 8);
+  char *p1 = ptx_for("sm_90", "tests/dsl/kernels/attn_chain.tj", "attn_chain", causal, 8);
+  ck_assert_int_eq(count_in(p1, NULL, "bar.sync"), count_in(p0, NULL, "bar.sync"));
+  ck_assert_int_eq(count_in(p1, NULL, "mma.sync.aligned.m16n8k16"), 64);
+  free(p0);
+  free(p1);
+  p0 = ptx_for("sm_90a", "tests/dsl/kernels/attn_chain.tj", "attn_chain", plain, 8);
+  p1 = ptx_for("sm_90a", "tests/dsl/kernels/attn_chain.tj", "attn_chain", causal, 8);
+  ck_assert_int_eq(count_in(p0, NULL, "wgmma.mma_async"), 8);
+  ck_assert_int_eq(count_in(p1, NULL, "wgmma"), 0);
+  ck_assert_int_eq(count_in(p1, NULL, "mma.sync.aligned.m16n8k16"), 64);
+  free(p0);
+  free(p1);
 }
 END_TEST
 
@@ -298,6 +307,7 @@ int main(void) {
   TCase *tc = tcase_create("chain");
   tcase_set_timeout(tc, 300);
   tcase_add_test(tc, chain_kernel_ptx);
+  tcase_add_test(tc, chain_if_ptx);
   tcase_add_test(tc, attention_fwd_ptx);
   tcase_add_test(tc, attention_fwd_wgmma_ptx);
   tcase_add_test(tc, chain_kernel_interp);

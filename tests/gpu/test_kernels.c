@@ -192,6 +192,18 @@ static const Case cases[] = {
     { "T=bf16", "BM=128", "BN=128", "D=64", "num_warps=8" }, { 3, 1, 1 },
     { "buf:24576:zero", "buf:24576:rand", "buf:24576:rand", "buf:24576:rand", "int:384", "float:0.25" },
     5e-2, 5e-2 },
+  // A runtime if between the dots (CAUSAL: the diagonal key tiles masked),
+  // with the score tile and the accumulator of one shape (BN == D): the
+  // case that computed wrong rows on wgmma. Such loops stay on mma.sync
+  // (mma.c, in_loop_with_if); these compare them with the interpreter.
+  { "attn_chain_f16_causal_if_128x64", "tests/dsl/kernels/attn_chain.tj",
+    { "T=f16", "BM=128", "BN=64", "D=64", "CAUSAL=true", "num_warps=8" }, { 4, 1, 1 },
+    { "buf:32768:zero", "buf:32768:rand", "buf:32768:rand", "buf:32768:rand", "int:512", "float:0.25" },
+    1e-2, 1e-2 },
+  { "attn_chain_bf16_causal_if_64x64", "tests/dsl/kernels/attn_chain.tj",
+    { "T=bf16", "BM=64", "BN=64", "D=64", "CAUSAL=true", "num_warps=4" }, { 4, 1, 1 },
+    { "buf:16384:zero", "buf:16384:rand", "buf:16384:rand", "buf:16384:rand", "int:256", "float:0.25" },
+    5e-2, 5e-2 },
   { "attn_chain_f16_128x64_nw8_sm90", "tests/dsl/kernels/attn_chain.tj",
     { "T=f16", "BM=128", "BN=64", "D=64", "num_warps=8", "arch=sm_90" }, { 2, 1, 1 },
     { "buf:16384:zero", "buf:16384:rand", "buf:16384:rand", "buf:16384:rand", "int:256", "float:0.25" },
