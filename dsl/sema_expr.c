@@ -591,6 +591,10 @@ SVal binary_op(Sema *s, int op, SVal l, SVal r, Loc loc) {
   if (l.kind == SV_POISON || r.kind == SV_POISON) return sv_poison();
   if ((op == P_PLUS || op == P_MINUS || is_ptr(l) || is_ptr(r)) && (is_ptr(l) || is_ptr(r)))
     return ptr_arith(s, op, l, r, loc);
+  // dtype constants compare for (in)equality, folded: `if T == bf16 {...}`
+  // specialises a kernel per dtype.
+  if (l.kind == SV_DTYPE && r.kind == SV_DTYPE && (op == P_EQEQ || op == P_NE))
+    return sv_bool((l.dt == r.dt) == (op == P_EQEQ));
   for (int k = 0; k < 2; k++) {
     SVal x = k ? r : l;
     if (!sv_is_num_const(x) && x.kind != SV_VALUE) {

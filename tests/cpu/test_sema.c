@@ -336,6 +336,40 @@ START_TEST(test_fold_int64_min) {
 }
 END_TEST
 
+// dtype constants compare with == and != at compile time (a kernel
+// specialised per dtype); ordering them is an error with a caret.
+START_TEST(test_dtype_compare) {
+  const char *src =
+      "kernel k(o: *f32, const T: dtype) {\n"
+      "    if T == bf16 {\n"
+      "        store(o, 1.0);\n"
+      "    } else if T != f32 {\n"
+      "        store(o, 2.0);\n"
+      "    }\n"
+      "}\n";
+  const struct { const char *def, *want; } cases[] = {
+    { "T=bf16", "const 1.0 : f32" }, { "T=f16", "const 2.0 : f32" }, { "T=f32", NULL },
+  };
+  for (int i = 0; i < 3; i++) {
+    Comp c;
+    const char *defs[1] = { cases[i].def };
+    TirFunc *f = compile_ok(&c, src, defs, 1);
+    char *ir = print_ir(f);
+    if (cases[i].want) ck_assert_msg(strstr(ir, cases[i].want) != NULL, "%s: %s", cases[i].def, ir);
+    else ck_assert_msg(strstr(ir, "store") == NULL, "%s: %s", cases[i].def, ir);
+    free(ir);
+    comp_free(&c);
+  }
+  Comp c;
+  const char *defs[1] = { "T=f16" };
+  ck_assert_ptr_null(compile_src(&c, "cmp.tj", "kernel k(o: *f32, const T: dtype) {\n    if T < bf16 { store(o, 1.0); }\n}\n",
+                                 defs, 1, NULL));
+  ck_assert_msg(strstr(diag_text(&c), "cmp.tj:2:10: error: operator '<' cannot be applied to dtype") != NULL, "%s",
+                diag_text(&c));
+  comp_free(&c);
+}
+END_TEST
+
 START_TEST(test_constants_and_tunables) {
   const char *src =
       "kernel k(x: *T, n: i32, const T: dtype, const EPS: f32 = 1e-5, const OFF: i64 = -3,\n"
@@ -776,6 +810,7 @@ static Suite *suite(void) {
   tc = tcase_create("golden");
   tcase_add_loop_test(tc, test_golden_ir, 0, NEXAMPLES);
   tcase_add_test(tc, test_constants_and_tunables);
+  tcase_add_test(tc, test_dtype_compare);
   tcase_add_test(tc, test_eval_depth_limit);
   tcase_add_test(tc, test_fold_int64_min);
   tcase_add_test(tc, test_loop_carried_types);
