@@ -86,6 +86,8 @@
  *    proxy what cp.async and st.shared wrote through the generic one).
  *  - One asm statement per dot: fence, every k step and m tile, commit,
  *    wait 0. It has side effects, so it stays between its barriers.
+ *  - Not in a loop that holds a runtime if (in_loop_with_if): there the
+ *    H200 gave wrong rows on wgmma and exact ones on mma.sync.
  */
 #include "layout.h"
 
