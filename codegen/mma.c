@@ -210,16 +210,6 @@ static int wg_swizzle(int rowbytes) {
   return rowbytes == 128 ? 1 : rowbytes == 64 ? 2 : rowbytes == 32 ? 3 : 0;
 }
 
-// blk holds a runtime if, at any depth.
-static bool has_if(const TirBlock *blk) {
-  for (const TirInst *in = blk->first; in; in = in->next) {
-    if (in->op == TIR_IF) return true;
-    for (int k = 0; k < in->nblocks; k++)
-      if (has_if(in->blocks[k])) return true;
-  }
-  return false;
-}
-
 // A dot in a for body that also holds a runtime if stays on mma.sync. On
 // the H200 (CUDA 13 driver) such loops computed wrong results on wgmma when
 // the score tile and the accumulator had the same shape (BN == D), though
@@ -228,7 +218,7 @@ static bool has_if(const TirBlock *blk) {
 // the interpreter. Until that is understood, correctness wins.
 static bool in_loop_with_if(const TirInst *in) {
   for (const TirBlock *b = in->parent; b && b->owner; b = b->owner->parent)
-    if (b->owner->op == TIR_FOR && has_if(b)) return true;
+    if (b->owner->op == TIR_FOR && tir_block_has(b, TIR_IF)) return true;
   return false;
 }
 

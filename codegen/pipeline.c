@@ -138,15 +138,6 @@ static bool dot_uses_only(Cg *cg, const TirBlock *body, const TirValue *x) {
   return n > 0;
 }
 
-static bool has_store(const TirBlock *blk) {
-  for (const TirInst *in = blk->first; in; in = in->next) {
-    if (in->op == TIR_STORE) return true;
-    for (int k = 0; k < in->nblocks; k++)
-      if (has_store(in->blocks[k])) return true;
-  }
-  return false;
-}
-
 static bool inside(const TirBlock *body, const TirValue *v) {
   return v->def ? v->def->parent == body : v->block == body;
 }
@@ -199,7 +190,7 @@ void pipe_consider(Cg *cg, TirInst *dot, int i) {
   TirInst *loop = body->owner;
   if (!loop || loop->op != TIR_FOR || body->nargs < 1 || x->type.rank != 2 || x->type.ptr) return;
   if (ld->nargs < 1 || ld->args[0]->type.rank != 2) return;
-  if (!dot_uses_only(cg, body, x) || has_store(body)) return;
+  if (!dot_uses_only(cg, body, x) || tir_block_has(body, TIR_STORE)) return;
   TirValue *ptr = ld->args[0];
   TirValue *mask = (ld->flags & TIR_HAS_MASK) && ld->nargs > 1 ? ld->args[1] : NULL;
   TirValue *other = (ld->flags & TIR_HAS_OTHER) && ld->nargs > 2 ? ld->args[2] : NULL;

@@ -244,6 +244,15 @@ void tir_inst_add_block(TirInst *in, TirBlock *b) {
   b->owner = in;
 }
 
+bool tir_block_has(const TirBlock *b, TirOp op) {
+  for (const TirInst *in = b ? b->first : NULL; in; in = in->next) {
+    if (in->op == op) return true;
+    for (int k = 0; k < in->nblocks; k++)
+      if (tir_block_has(in->blocks[k], op)) return true;
+  }
+  return false;
+}
+
 void tir_replace_uses(TirBlock *b, TirValue *from, TirValue *to) {
   if (!b) return;
   for (TirInst *in = b->first; in; in = in->next) {

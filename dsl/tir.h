@@ -240,6 +240,8 @@ void tir_inst_remove(TirInst *in);
 // Attaches a nested block to a FOR (body) or IF (then, then else) and sets
 // b->owner. The block may be filled before or after attaching.
 void tir_inst_add_block(TirInst *in, TirBlock *b);
+// b holds an instruction of op, at any depth.
+bool tir_block_has(const TirBlock *b, TirOp op);
 // Rewrites every use of `from` inside b (recursively) to `to`.
 void tir_replace_uses(TirBlock *b, TirValue *from, TirValue *to);
 // Shortest round-trip text of a double, always recognisable as a float
