@@ -532,10 +532,9 @@ static void pick_tiles(tj_blocks *b, tj_attn_layout *l, bool gpu, bool bwd, bool
     // 64x64x4 387 / 227 / 0.884. Backward dense / causal / window (ms):
     // 128x128x8 270 / 247 / -, 64x64x4 243 / 147 / 3.50 (64x64x8, on
     // mma.sync: 6.85 ms). The 128-wide backward tiles need all blocks
-    // active (see below). Those causal figures are of the fused forward
-    // kernel; causal now runs in two passes (tj_attention_fwd), whose first
-    // is the dense loop: 128x64x8 375 TFLOP/s (session 6, against 346 for
-    // the fused 128x128x8 in the same kind of run).
+    // active (see below). Those causal figures predate the bound of two
+    // programs per SM (tj_attention_fwd): 128x64x8 causal now runs at 400
+    // TFLOP/s (session 6), so causal takes the 128x64 tile too.
     *bm = bwd ? (dense ? 128 : 64) : 128;
     *bn = bwd ? *bm : 64;
     *nw = bwd && !dense ? 4 : 8;
@@ -658,24 +657,20 @@ tj_status tj_attention_fwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, c
   AttnPlan p;
   if ((st = plan_get(b, l, bm, bn, causal != 0, gpu, &p)) != TJ_OK) return st;
   AttnT *ts[4] = { &tq, &tk, &tv, &to };
-  // A causal layout whose masked tiles are only the diagonal ones (one run
-  // per row, no partial blocks) runs in two launches where the dots are on
-  // wgmma: PASS 1 the clean tiles, PASS 2 the diagonal ones, resuming from
-  // the o and lse PASS 1 wrote (blocks/attention.tj). PASS 1 is the dense
-  // loop alone, whose 128 registers let two 8-warp programs share an SM;
-  // the fused kernel's three loops take 142 and one. The interpreter takes
-  // the same path, so the CPU tests cover it. Both kernels are compiled
-  // before either runs: a compile error launches nothing.
-  bool split = causal && p.range && !p.sub && (!gpu || blk_has_wgmma(b));
-  tj_kernel *kern[2] = { NULL, NULL };
-  for (int pass = 0; pass < (split ? 2 : 1); pass++) {
-    BlkDefs d = { .n = 0 };
-    defs_common(&d, tq.v.dtype, D, &p, l->bs, p.range, unit_d(ts, 4));
-    if (split) blk_def_int(&d, "PASS", pass + 1);
-    if ((st = blk_kernel(b, AT_FILE, blk_src_attention, blk_src_attention_len, "attn_fwd", d.p, d.n, nw, gpu,
-                         &kern[pass])) != TJ_OK)
-      return st;
-  }
+  BlkDefs d = { .n = 0 };
+  defs_common(&d, tq.v.dtype, D, &p, l->bs, p.range, unit_d(ts, 4));
+  // A causal layout whose masked tiles are only the diagonal ones, at the
+  // 8-warp 128 x 64 tile on wgmma: ptxas is told to keep two programs per
+  // SM, which fits the masked loop in the 128 registers the clean loop uses
+  // anyway (143 otherwise, and one program per SM). H200, B4 H16 S16384 D64
+  // fp16, causal: 400.6 TFLOP/s against 328.3 unbounded, one process; the
+  // same bound costs dense nothing it can use (409.4 against 412.5).
+  if (gpu && blk_has_wgmma(b) && causal && !p.sub && bm == 128 && bn == 64 && nw == 8)
+    blk_def_int(&d, "min_programs_per_sm", 2);
+  tj_kernel *kern;
+  if ((st = blk_kernel(b, AT_FILE, blk_src_attention, blk_src_attention_len, "attn_fwd", d.p, d.n, nw, gpu,
+                       &kern)) != TJ_OK)
+    return st;
   tj_arg a[] = {
     PTR(&tk), PTR(&tv), S_ARG(&tk), S_ARG(&tv), BH_ARGS(&tk), BH_ARGS(&tv),
     PTR(&tq), PTR(&to), S_ARG(&tq), S_ARG(&to), BH_ARGS(&tq), BH_ARGS(&to),
@@ -685,10 +680,7 @@ tj_status tj_attention_fwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, c
     tj_arg_float(sc * 1.4426950408889634),
     D_ARG(&tq), D_ARG(&tk), D_ARG(&tv), D_ARG(&to),
   };
-  int na = (int)(sizeof a / sizeof a[0]);
-  st = run2(b, kern[0], gpu, (unsigned)p.nrt, (unsigned)(B * H), a, na, stream);
-  if (st == TJ_OK && split) st = run2(b, kern[1], gpu, (unsigned)p.nrt, (unsigned)(B * H), a, na, stream);
-  return st;
+  return run2(b, kern, gpu, (unsigned)p.nrt, (unsigned)(B * H), a, (int)(sizeof a / sizeof a[0]), stream);
 }
 
 // ---------------------------------------------------------------- backward

@@ -401,6 +401,10 @@ static bool build_kernel(Cg *cg) {
   LLVMSetFunctionCallConv(cg->fn, LLVMPTXKernelCallConv);
   add_annotation(cg, "kernel", 1);
   add_annotation(cg, "maxntidx", cg->nthreads);
+  // `tunable min_programs_per_sm`: ptxas caps registers so that many fit.
+  // 1 states nothing (and ptxas reads .minnctapersm 1 as leave to spend
+  // more registers), so it is not emitted.
+  if (f->min_programs_per_sm > 1) add_annotation(cg, "minctasm", f->min_programs_per_sm);
   LLVMBasicBlockRef entry = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn, "entry");
   LLVMPositionBuilderAtEnd(cg->b, entry);
   if (cg->opt->line_info) build_debug_info(cg);

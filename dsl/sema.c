@@ -329,6 +329,7 @@ static void lower_tunable(Sema *s, const Node *n) {
   }
   bool warps = !strcmp(n->name, "num_warps");
   bool stages = !strcmp(n->name, "num_stages");
+  bool minsm = !strcmp(n->name, "min_programs_per_sm");
   int cap = n->rhs ? n->rhs->nargs : 0;
   for (const Node *e = n->rhs ? n->rhs->args : NULL; e; e = e->next) cap++;
   int64_t *vals = arena_alloc(s->a, sizeof(int64_t) * (size_t)(cap + 1));
@@ -358,6 +359,12 @@ static void lower_tunable(Sema *s, const Node *n) {
     if (warps && (!is_pow2(v.i) || v.i > 32)) {
       diag_at(s->d, DIAG_ERROR, expr_span(e),
               "num_warps must be a power of two from 1 to 32, got %lld", (long long)v.i);
+      ok = false;
+      continue;
+    }
+    if (minsm && (v.i < 1 || v.i > 32)) {
+      diag_at(s->d, DIAG_ERROR, expr_span(e), "min_programs_per_sm must be from 1 to 32, got %lld",
+              (long long)v.i);
       ok = false;
       continue;
     }
@@ -403,6 +410,7 @@ static void lower_tunable(Sema *s, const Node *n) {
   }
   if (warps) s->tunable_warps = (int)val;
   if (stages) s->tunable_stages = (int)val;
+  if (minsm) s->tunable_minsm = (int)val;
   record_const(s, n->name, int_text(s, val));
   Dtype dt = val >= INT32_MIN && val <= INT32_MAX ? DT_I32 : DT_I64;
   scope_bind(s, n->name, sv_int(val, dt, false), BIND_CONST, n->nameloc);
@@ -930,6 +938,7 @@ struct TirFunc *sema_lower(Arena *a, Diag *d, const Module *m, const SemaOptions
   // 0 lets codegen pick its default; a `tunable num_stages` is also a
   // constant, so it is part of every cache and tuning key.
   f->num_stages = s->tunable_stages;
+  f->min_programs_per_sm = s->tunable_minsm;
   f->nconsts = s->consts.len;
   f->consts = arena_alloc(a, sizeof(TirConstDef) * (size_t)(f->nconsts + 1));
   f->ntunables = s->tunables.len;

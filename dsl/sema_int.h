@@ -84,6 +84,7 @@ typedef struct Sema {
   PtrVec tunables;       // TirTunable*
   int tunable_warps;     // value of `tunable num_warps`, 0 if none
   int tunable_stages;    // value of `tunable num_stages`, 0 if none
+  int tunable_minsm;     // value of `tunable min_programs_per_sm`, 0 if none
 } Sema;
 
 #define SEMA_MAX_DEPTH 32

@@ -190,6 +190,7 @@ typedef struct TirFunc {
   int nvalues;
   int num_warps;
   int num_stages;       // cp.async stages for loads feeding dot in loops; 0: default (3), 1: none
+  int min_programs_per_sm;  // ptxas keeps this many programs resident per SM (.minnctapersm); 0: no bound
   TirConstDef *consts;  // every constant of the kernel, in declaration order
   int nconsts;
   TirTunable *tunables;

@@ -200,29 +200,31 @@ START_TEST(attention_fwd_wgmma_ptx) {
   // by wgmma (the async proxy): every barrier is fenced
   ck_assert_int_eq(count_in(ptx, NULL, "fence.proxy.async.shared::cta"), count_in(ptx, NULL, "bar.sync"));
   ck_assert_msg(strstr(ptx, ".shared .align 1024") != NULL, "tiles not on the swizzle repeat");
+  // min_programs_per_sm at its default (1) states nothing to ptxas
+  ck_assert_msg(strstr(ptx, ".minnctapersm") == NULL, ".minnctapersm without the tunable set");
   ck_assert_msg(strstr(ptx, ".local") == NULL, "local memory");
   char log[8192];
   int regs, spill;
   int rc = ptxas_regs(ptx, "sm_90a", &regs, &spill, log, sizeof log);
   if (rc >= 0) ck_assert_msg(rc == 0 && spill == 0, "ptxas:\n%s", log);
   free(ptx);
-  // Causal in two launches (attention.c): PASS 1 is the clean loop alone,
-  // in no more registers than dense (two 8-warp programs per SM: 65536 /
-  // (256 * 128)); PASS 2 reads o and lse back and runs the masked loop.
-  for (int pass = 1; pass <= 2; pass++) {
-    const char *pd[] = {"T=f16", "D=64", "BM=128", "BN=64", "LBS=6", "CAUSAL=true", "SUB=false",
-                        "RANGE=true", "UNIT_D=true", pass == 1 ? "PASS=1" : "PASS=2", NULL};
-    ptx = ptx_for("sm_90a", "blocks/attention.tj", "attn_fwd", pd, 8);
-    ck_assert_int_eq(count_in(ptx, NULL, "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"), 8);
-    ck_assert_int_eq(count_in(ptx, NULL, "cp.async.wait_group"), 1);
+  // Causal as attention.c compiles it on sm_90a: the clean loop and the
+  // masked one, with ptxas told to keep two programs per SM, which it does
+  // in 128 registers without spilling (65536 / (256 * 128)); the LUT form
+  // (RANGE false) too.
+  for (int range = 0; range < 2; range++) {
+    const char *cd[] = {"T=f16", "D=64", "BM=128", "BN=64", "LBS=6", "CAUSAL=true", "SUB=false",
+                        range ? "RANGE=true" : "RANGE=false", "UNIT_D=true", "min_programs_per_sm=2", NULL};
+    ptx = ptx_for("sm_90a", "blocks/attention.tj", "attn_fwd", cd, 8);
+    ck_assert_msg(strstr(ptx, ".minnctapersm 2") != NULL, "no .minnctapersm");
+    ck_assert_int_eq(count_in(ptx, NULL, "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16"), 2 * 8);
     rc = ptxas_regs(ptx, "sm_90a", &regs, &spill, log, sizeof log);
     if (rc >= 0)
-      ck_assert_msg(rc == 0 && spill == 0 && (pass == 2 || regs <= 128), "PASS %d: %d registers\n%s", pass, regs,
-                    log);
+      ck_assert_msg(rc == 0 && spill == 0 && regs <= 128, "RANGE %d: %d registers\n%s", range, regs, log);
     free(ptx);
   }
-  // 256 x 64 tiles (two m64 tiles per warpgroup), bf16, causal, one launch:
-  // the clean loop and the masked one.
+  // 256 x 64 tiles (two m64 tiles per warpgroup), bf16, causal: the clean
+  // loop and the masked one.
   const char *big[] = {"T=bf16", "D=64", "BM=256", "BN=64", "LBS=6", "CAUSAL=true", "SUB=false",
                        "RANGE=true", "UNIT_D=true", NULL};
   ptx = ptx_for("sm_90a", "blocks/attention.tj", "attn_fwd", big, 8);
