@@ -534,7 +534,7 @@ static void pick_tiles(tj_blocks *b, tj_attn_layout *l, bool gpu, bool bwd, bool
     // mma.sync: 6.85 ms). The 128-wide backward tiles need all blocks
     // active (see below). Those causal figures predate the bound of two
     // programs per SM (tj_attention_fwd): 128x64x8 causal now runs at 400
-    // TFLOP/s (session 6), so causal takes the 128x64 tile too.
+    // TFLOP/s (2026-11-30, D 64), so causal takes the 128x64 tile too.
     *bm = bwd ? (dense ? 128 : 64) : 128;
     *bn = bwd ? *bm : 64;
     *nw = bwd && !dense ? 4 : 8;
@@ -660,12 +660,15 @@ tj_status tj_attention_fwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, c
   BlkDefs d = { .n = 0 };
   defs_common(&d, tq.v.dtype, D, &p, l->bs, p.range, unit_d(ts, 4));
   // A causal layout whose masked tiles are only the diagonal ones, at the
-  // 8-warp 128 x 64 tile on wgmma: ptxas is told to keep two programs per
-  // SM, which fits the masked loop in the 128 registers the clean loop uses
-  // anyway (143 otherwise, and one program per SM). H200, B4 H16 S16384 D64
-  // fp16, causal: 400.6 TFLOP/s against 328.3 unbounded, one process; the
-  // same bound costs dense nothing it can use (409.4 against 412.5).
-  if (gpu && blk_has_wgmma(b) && causal && !p.sub && bm == 128 && bn == 64 && nw == 8)
+  // 8-warp 128 x 64 tile on wgmma with D = 64: ptxas is told to keep two
+  // programs per SM, which fits the masked loop in the 128 registers the
+  // clean loop uses anyway (143 otherwise, and one program per SM). H200,
+  // B4 H16 S16384 D64 fp16, causal: 400.6 TFLOP/s against 328.3 unbounded,
+  // one process (2026-11-30). Nowhere else: D = 128 (mma.sync) and f32
+  // (FMA) need 230-240 registers and would spill under the bound, and D =
+  // 32 fits two programs without it.
+  bool half = tq.v.dtype == TJ_F16 || tq.v.dtype == TJ_BF16;
+  if (gpu && blk_has_wgmma(b) && half && D == 64 && causal && !p.sub && bm == 128 && bn == 64 && nw == 8)
     blk_def_int(&d, "min_programs_per_sm", 2);
   tj_kernel *kern;
   if ((st = blk_kernel(b, AT_FILE, blk_src_attention, blk_src_attention_len, "attn_fwd", d.p, d.n, nw, gpu,

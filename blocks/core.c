@@ -270,7 +270,7 @@ BlkConfig blk_pick_config(const tj_blocks *b, BlkOp op, tj_dtype dt, int64_t M, 
   // H200, 2048 x 12288, GB/s fp16 / bf16: 4096 wide 4 warps 2724 / 2646,
   // 2048 wide 8 warps 2666 / 2525, the best register config (16384 wide,
   // 8 warps) 1955 / 1868; torch.compile 2814 / 2657, Triton 2652 / 2519.
-  // Session 6, two runs each (bench sweep, same process as the peers):
+  // 2026-11-30, two runs each (bench sweep, same process as the peers):
   // 4096 wide 8 warps 2747 / 2515-2589, 4 warps 2601 / 2412; a Welford
   // one-pass variant (two reads of x) was slower than either.
   if (op == BLK_NORM_FWD && block > 4096 && 4 * K <= 3 * block) {

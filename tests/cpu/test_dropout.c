@@ -320,6 +320,29 @@ START_TEST(mask_independent_of_config) {
 }
 END_TEST
 
+// A forced config reaches the next call: the kernel choice a call
+// remembers (core.c's memo) is dropped when the config changes, so the
+// second call compiles the forced tile, and a third with the same config
+// reuses it.
+START_TEST(forced_config_not_remembered_past) {
+  HostT y;
+  blk_dropout_force_config(blk, NULL);
+  run_fixed(64, TJ_ACT_RELU, TJ_F32, &y, 0);
+  host_free(&y);
+  int n0 = tj_blocks_num_kernels(blk);
+  static const BlkDropCfg cfg = { 16, 2, 8, 2, true };
+  blk_dropout_force_config(blk, &cfg);
+  run_fixed(64, TJ_ACT_RELU, TJ_F32, &y, 0);
+  host_free(&y);
+  int n1 = tj_blocks_num_kernels(blk);
+  ck_assert_int_gt(n1, n0);
+  run_fixed(64, TJ_ACT_RELU, TJ_F32, &y, 0);
+  host_free(&y);
+  ck_assert_int_eq(tj_blocks_num_kernels(blk), n1);
+  blk_dropout_force_config(blk, NULL);
+}
+END_TEST
+
 // The backward pass regenerates the forward mask: with act none and dy = 1,
 // dx is scale exactly where y is nonzero.
 START_TEST(mask_forward_equals_backward) {
@@ -622,6 +645,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, mask_rows_and_columns_independent);
   tcase_add_test(tc, mask_offsets_and_seeds);
   tcase_add_test(tc, mask_independent_of_config);
+  tcase_add_test(tc, forced_config_not_remembered_past);
   tcase_add_test(tc, mask_forward_equals_backward);
   tcase_add_test(tc, no_rng_without_dropout);
   tcase_add_test(tc, in_place);
