@@ -72,6 +72,7 @@ typedef struct BlkMemoStamp {
 
 typedef struct BlkConfig {
   bool looped;      // row too long for registers: the online kernel
+  bool split3;      // the row as three BLOCK-wide chunks, 2 * BLOCK < K <= 3 * BLOCK (the norms)
   int block;        // columns per tile (power of two)
   int rows;         // rows per program (power of two)
   int num_warps;
@@ -242,13 +243,14 @@ typedef tj_status (*BlkMemoBuild)(tj_blocks *b, const void *u, tj_kernel **k, Bl
 // choice (norm.c's backward pass) calls get and put itself.
 tj_status blk_memo_kernel(tj_blocks *b, const BlkMemoKey *key, BlkMemoBuild build, const void *u,
                           tj_kernel **k, BlkConfig *c);
-// How a row op's kernel is built: its defines, and its looped (online)
-// twin for rows past the register limit.
+// How a row op's kernel is built: its defines, its looped (online) twin for
+// rows past the register limit, and its three-chunk twin.
 typedef struct BlkRowKernels {
   void (*defs)(BlkDefs *d, const void *u);   // every define but BLOCK and ROWS
   const void *u;
   const char *looped;     // the kernel of a looped config (else req->kernel)
-  bool looped_rows;       // the looped kernel declares ROWS too (norm_fwd_loop does, softmax's do not)
+  bool looped_rows;       // the looped kernel declares ROWS too (softmax's do not)
+  const char *split3;     // the kernel of a split3 config (it declares ROWS)
   // NULL: the tile blk_choose_config gives. Else this tile, with the tuned
   // num_warps when the tuner's tile agrees (the norm backward pass: its ROWS
   // fixes G).

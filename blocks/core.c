@@ -208,8 +208,10 @@ tj_status blk_row_kernel(tj_blocks *b, const BlkTuneReq *req, const BlkRowKernel
   blk_def_int(&d, "BLOCK", c->block);
   // A kernel that does not declare ROWS would reject the define.
   if (!c->looped || rk->looped_rows) blk_def_int(&d, "ROWS", c->rows);
-  return blk_kernel(b, req->file, req->src, req->srclen, c->looped ? rk->looped : req->kernel, d.p, d.n,
-                    c->num_warps, gpu, k);
+  const char *name = c->looped ? rk->looped : c->split3 ? rk->split3 : req->kernel;
+  if (!name) return blk_error(b, TJ_ERR_INTERNAL, "internal error: blocks: %s has no kernel for this tile",
+                              req->kernel);
+  return blk_kernel(b, req->file, req->src, req->srclen, name, d.p, d.n, c->num_warps, gpu, k);
 }
 
 typedef struct RowChoice {
@@ -247,6 +249,8 @@ static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi 
 // interpreter; the centre of the autotuner's search otherwise):
 //  - a row fits in registers when its power-of-two tile is <= reg_limit
 //    elements; else the looped kernels walk it in 4096-element chunks;
+//  - a norm row that would pad its tile over 4096 by a quarter or more is
+//    held as three quarter-tile chunks instead (split3);
 //  - short rows are packed ROWS to a program up to ~2048 elements per tile,
 //    but not below ~4 programs per SM, so small problems still fill the GPU;
 //  - num_warps gives each thread ~8 elements (one 128-bit access of 16-bit
@@ -264,20 +268,21 @@ BlkConfig blk_pick_config(const tj_blocks *b, BlkOp op, tj_dtype dt, int64_t M, 
     c.num_warps = gpu ? 8 : 4;
     return c;
   }
-  // LayerNorm/RMSNorm forward rows that would waste a quarter or more of a
-  // tile over 4096 (K = 12288 in 16384) take norm_fwd_loop in 4096-wide
-  // chunks, reading x three times but the second and third from L1/L2.
-  // H200, 2048 x 12288, GB/s fp16 / bf16: 4096 wide 4 warps 2724 / 2646,
-  // 2048 wide 8 warps 2666 / 2525, the best register config (16384 wide,
-  // 8 warps) 1955 / 1868; torch.compile 2814 / 2657, Triton 2652 / 2519.
-  // 2026-11-30, two runs each (bench sweep, same process as the peers):
-  // 4096 wide 8 warps 2747 / 2515-2589, 4 warps 2601 / 2412; a Welford
-  // one-pass variant (two reads of x) was slower than either.
-  if (op == BLK_NORM_FWD && block > 4096 && 4 * K <= 3 * block) {
-    c.looped = true;
-    c.block = gpu ? 4096 : 2048;
+  // LayerNorm/RMSNorm rows that would waste a quarter or more of a tile over
+  // 4096 (K = 12288 in 16384, K = 6144 in 8192) take norm_fwd3/norm_bwd3:
+  // the row in registers as three quarter-tile chunks. H200, 2048 x 12288,
+  // of the copy bandwidth, fp16 / bf16 (2026-11-30, same process as the
+  // peers): forward LayerNorm 0.91-0.93 / 0.87-0.88 at 4 or 8 warps (16:
+  // 0.80), against 0.79 / 0.74 for the best looped kernel (three reads of
+  // x), 0.63-0.71 for the padded tile, Triton 0.78 / 0.73; RMSNorm 0.96 /
+  // 0.91 at 8 warps. Backward (x, dy read, dx written) LayerNorm 0.69 / 0.68
+  // at 16 warps, 8 elements a thread per chunk (8 warps: 0.61 / 0.56),
+  // against 0.15 for the padded tile, which spilled; torch 0.38.
+  if ((op == BLK_NORM_FWD || op == BLK_NORM_BWD) && block > 4096 && 4 * K <= 3 * block) {
+    c.split3 = true;
+    c.block = (int)(block / 4);
     c.rows = 1;
-    c.num_warps = gpu ? 8 : 4;
+    c.num_warps = op == BLK_NORM_FWD ? (gpu ? 8 : 4) : clampi(c.block / 256, 1, 16);
     return c;
   }
   c.block = (int)block;

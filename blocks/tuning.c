@@ -29,7 +29,8 @@
  * call's data is untouched until the chosen config runs for real.
  *
  * Off: TILEJIT_AUTOTUNE=0 or tj_blocks_set_autotune(b, 0) (the environment
- * wins), the interpreter, and the looped softmax kernels take the heuristic
+ * wins), the interpreter, the looped softmax kernels and the three-chunk norm
+ * kernels (split3: their own kernel, not the tuner's) take the heuristic
  * unchanged, without building a tuner. A tuner that cannot be built, or a
  * key whose tuning fails, warns (rt_warn) and falls back to the heuristic
  * for that tuner from then on.
@@ -84,7 +85,7 @@ bool blk_tune_keep(const tj_blocks *b, BlkOp op, tj_dtype dt, const int64_t ks[B
                    int64_t rows, int64_t nw) {
   int64_t M = ks[BLK_TK_M], cap = ks[BLK_TK_RCAP];
   BlkConfig h = blk_pick_config(b, op, dt, M, ks[BLK_TK_K], cap, true);
-  if (h.looped || block != h.block) return false;
+  if (h.looped || h.split3 || block != h.block) return false;
   if (rows == h.rows && nw == h.num_warps) return true;
   if (op == BLK_NORM_BWD) {
     if (rows != h.rows) return false;
@@ -232,7 +233,7 @@ struct tj_tuner *blk_tuner_for(tj_blocks *b, const BlkTuneReq *r) {
 
 BlkConfig blk_choose_config(tj_blocks *b, const BlkTuneReq *r, bool gpu) {
   BlkConfig h = blk_pick_config(b, r->op, r->dt, r->M, r->K, r->rows_cap, gpu);
-  if (!gpu || h.looped) return h;
+  if (!gpu || h.looped || h.split3) return h;
   pthread_mutex_lock(&b->mu);
   bool on = b->autotune;
   pthread_mutex_unlock(&b->mu);

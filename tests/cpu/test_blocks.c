@@ -128,13 +128,24 @@ START_TEST(softmax_long_rows) {
   norm_case(TJ_F16, 0, 2, 4096, 0, 1, 1);
   norm_case(TJ_BF16, 0, 2, 12289, 0, 1, 1);
   norm_case(TJ_F32, 1, 2, 12289, 0, 1, 0);
-  // The looped layernorm/rmsnorm forward (norm_fwd_loop: a tile over 4096
-  // padded by a quarter or more): a masked tail chunk, padded row strides,
-  // RMS, and K = 12288 in whole chunks.
+  // The three-chunk layernorm/rmsnorm kernels, forward and backward
+  // (norm_fwd3, norm_bwd3: a tile over 4096 padded by a quarter or more):
+  // a masked third chunk, padded row strides, RMS, no w or b, K = 12288 in
+  // whole chunks, and K = 2 * 4096 + 1, one column into the third.
   norm_case(TJ_F16, 0, 3, 5000, 24, 1, 1);
   norm_case(TJ_F32, 1, 3, 5000, 8, 1, 0);
   norm_case(TJ_BF16, 0, 2, 12288, 0, 0, 1);
-  ck_assert(blk_pick_config(blk, BLK_NORM_FWD, TJ_F16, 3, 5000, INT32_MAX, false).looped);
+  norm_case(TJ_F32, 0, 2, 8193, 0, 1, 0);
+  for (int op = BLK_NORM_FWD; op <= BLK_NORM_BWD; op++) {
+    BlkConfig c = blk_pick_config(blk, (BlkOp)op, TJ_F16, 3, 5000, INT32_MAX, false);
+    ck_assert(c.split3 && !c.looped && c.block == 2048 && c.rows == 1);
+    c = blk_pick_config(blk, (BlkOp)op, TJ_F16, 2048, 12288, INT32_MAX, true);
+    ck_assert(c.split3 && c.block == 4096);
+    ck_assert_int_eq(c.num_warps, op == BLK_NORM_FWD ? 8 : 16);
+    // Past three quarters of the tile, or at most 4096: one padded tile.
+    ck_assert(!blk_pick_config(blk, (BlkOp)op, TJ_F16, 3, 12289, INT32_MAX, true).split3);
+    ck_assert(!blk_pick_config(blk, (BlkOp)op, TJ_F16, 3, 3000, INT32_MAX, true).split3);
+  }
   blk_set_reg_limit(blk, 4096);
   softmax_case(TJ_F32, 1, 2, 12289, 0, 0, 1, 1);
 }
@@ -590,8 +601,8 @@ START_TEST(tune_space_pruning) {
   bucket3(4096, 4096, INT32_MAX, ks);
   candidates_of(BLK_SOFTMAX_FWD, ks, c);
   ck_assert(has_cand(c, 4096, 1, 4) && has_cand(c, 4096, 1, 8) && has_cand(c, 4096, 1, 16));
-  // LayerNorm's 16384 bucket (K = 12288 itself takes the looped kernel,
-  // untuned; K = 16384 keeps the register one): 8 and 32 warps besides the
+  // LayerNorm's 16384 bucket (K = 12288 itself takes the three-chunk
+  // kernel, untuned; K = 16384 keeps the register one): 8 and 32 warps besides the
   // heuristic's 16.
   bucket3(12288, 2048, INT32_MAX, ks);
   candidates_of(BLK_NORM_FWD, ks, c);
