@@ -273,6 +273,30 @@ LLVMValueRef lower_elem(Cg *cg, const TirInst *in, LLVMValueRef *a) {
 
 // Computes in's result in layout L from its operands (remat values, or a
 // non-remat elementwise op in its natural layout).
+// f32 -> f16/bf16 two elements at a time, for a value only stored: slots i
+// and i + 1 that are neighbours in a thread's run of the last dim, which the
+// store packs into one 32-bit word (lower element low). One
+// cvt.rn.{bf16,f16}x2.f32 (F2FP.PACK_AB) instead of two conversions and a
+// repack; same rounding (to nearest even). Other users (an MMA operand
+// packs its own pairs) keep the scalar form: there the pairs need not match,
+// and the unpacking cost attention's forward kernel a spill.
+static bool narrow_pairs(Cg *cg, const TirInst *in, const Layout *L) {
+  if (in->op != TIR_CAST || L->rank == 0 || L->espt[L->rank - 1] % 2 != 0) return false;
+  const TirValue *r = in->res[0];
+  if (in->args[0]->type.dtype != DT_F32 || !narrow_float(r->type.dtype)) return false;
+  const ValInfo *vi = &cg->vi[r->id];
+  for (int u = 0; u < vi->nusers; u++)
+    if (vi->users[u]->op != TIR_STORE || vi->users[u]->args[1] != r) return false;
+  return vi->nusers > 0;
+}
+
+static void narrow_pair(Cg *cg, Dtype to, LLVMValueRef lo, LLVMValueRef hi, LLVMValueRef out[2]) {
+  LLVMValueRef a[2] = {hi, lo};   // cvt d, a, b puts a in the upper half
+  LLVMValueRef v = cg_intrinsic(cg, to == DT_BF16 ? "llvm.nvvm.ff2bf16x2.rn" : "llvm.nvvm.ff2f16x2.rn", NULL, 0,
+                                a, 2);
+  for (int k = 0; k < 2; k++) out[k] = LLVMBuildExtractElement(cg->b, v, cg_i32(cg, k), "");
+}
+
 static void lower_in_layout(Cg *cg, TirInst *in, const Layout *L) {
   TirValue *r = in->res[0];
   LLVMValueRef *out = cg_alloc_elems(cg, L->nelem);
@@ -346,10 +370,16 @@ static void lower_in_layout(Cg *cg, TirInst *in, const Layout *L) {
       if (grp > L->espt[d]) grp = L->espt[d];
       if (grp < 1) grp = 1;
     }
+    bool pairs = grp == 1 && narrow_pairs(cg, in, L) && args[0];
     for (int i = 0; i < L->nelem && cg->err == TJ_OK; i++) {
       int j = grp > 1 ? layout_off(L, i, d) % grp : 0;
       if (j) {
         out[i] = out[i - j];
+        continue;
+      }
+      if (pairs) {   // the run is even, so slot i is its even half and i + 1 the odd
+        narrow_pair(cg, r->type.dtype, args[0][i], args[0][i + 1], &out[i]);
+        i++;
         continue;
       }
       LLVMValueRef e[3];

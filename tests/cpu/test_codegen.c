@@ -654,6 +654,36 @@ END_TEST
 // More shared memory than the arch has is reported, also from inside a
 // loop whose carried value the failing op feeds (the layout pass used to
 // dereference the unanalysed yield and crash).
+// An f32 tile stored as f16/bf16 is narrowed two elements at a time
+// (cvt.rn.f16x2.f32 / cvt.rn.bf16x2.f32, the pair a 32-bit word of the
+// store), one the kernel reads again keeps the scalar conversion.
+START_TEST(narrow_pairs_for_stores) {
+  static const char *const ts[] = {"f16", "bf16"};
+  for (int k = 0; k < 2; k++) {
+    char src[1024];
+    snprintf(src, sizeof src,
+             "kernel k(y: *%s, z: *%s, x: *f32) {\n"
+             "    let cols = arange(0, 1024);\n"
+             "    let v = load(x + cols) * 2.0;\n"
+             "    store(y + cols, v);\n"
+             "    let h = cast(v + 1.0, %s);\n"
+             "    store(z + cols, cast(cast(h, f32) * 3.0, %s));\n"
+             "}\n", ts[k], ts[k], ts[k], ts[k]);
+    Built b = compile_src(src, "sm_90", 4);
+    ck_assert_msg(b.st == TJ_OK, "%s", b.diag);
+    char pair[32], one[32];
+    snprintf(pair, sizeof pair, "cvt.rn.%sx2.f32", ts[k]);
+    snprintf(one, sizeof one, "cvt.rn.%s.f32", ts[k]);
+    // 1024 / 128 threads: 8 elements a thread; y and z's values in pairs,
+    // h element by element.
+    ck_assert_int_eq(count(b.r.ptx, pair), 8);
+    ck_assert_int_eq(count(b.r.ptx, one), 8);
+    ck_assert_int_eq(count(b.r.ptx, "st.global.v4.b32"), 2);
+    cg_result_free(&b.r);
+  }
+}
+END_TEST
+
 START_TEST(smem_error_in_loop) {
   static const char src[] =
       "// usage: -D N=1024\n"
@@ -773,6 +803,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, int_divrem_remat);
   tcase_add_test(tc, broadcast_small_operand);
   tcase_add_test(tc, smem_error_in_loop);
+  tcase_add_test(tc, narrow_pairs_for_stores);
   tcase_add_test(tc, dynamic_shared_memory);
   tcase_add_test(tc, float_rem_exact);
   suite_add_tcase(s, tc);
