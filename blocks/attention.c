@@ -448,6 +448,28 @@ static tj_status same_dtype(tj_blocks *b, const char *op, const AttnT *a, const 
                    blk_dt(a->v.dtype), ref->v.name, blk_dt(ref->v.dtype));
 }
 
+// No output may share memory with an input or another output (the kernels
+// read inputs after other programs have written outputs): checked on the
+// tensors' address ranges, so an output interleaved with an input in one
+// packed buffer is refused too.
+static tj_status check_disjoint(tj_blocks *b, const char *op, AttnT *const *outs, int nout, AttnT *const *ins,
+                                int nin) {
+  for (int i = 0; i < nout; i++) {
+    const BlkView *o = &outs[i]->v;
+    for (int j = 0; j < nin + nout; j++) {
+      const BlkView *x = j < nin ? &ins[j]->v : &outs[j - nin]->v;
+      if (j >= nin && j - nin <= i) continue;   // each pair of outputs once
+      if (!o->nbytes || !x->nbytes) continue;
+      const char *o0 = o->data, *x0 = x->data;
+      if (o0 < x0 + x->nbytes && x0 < o0 + o->nbytes)
+        return blk_error(b, TJ_ERR_INVALID_ARG, "%s: output %s overlaps %s %s (their address ranges "
+                         "intersect); outputs must not share memory with the inputs or each other", op,
+                         o->name, j < nin ? "input" : "output", x->name);
+    }
+  }
+  return TJ_OK;
+}
+
 // Shape [B, H, S] of lse against q's [B, H, S, D].
 static tj_status check_lse(tj_blocks *b, const char *op, const AttnT *lse, const AttnT *q) {
   for (int d = 0; d < 3; d++)
@@ -646,6 +668,8 @@ tj_status tj_attention_fwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, c
   if ((st = check_scale(b, op, scale, tq.shape[3], &sc)) != TJ_OK) return st;
   if (tq.shape[0] == 0 || tq.shape[1] == 0) return TJ_OK;   // nothing to compute, nothing to check against
   if ((st = check_layout(b, op, layout, &tq)) != TJ_OK) return st;
+  AttnT *fin[3] = { &tq, &tk, &tv }, *fout[2] = { &to, &tl };
+  if ((st = check_disjoint(b, op, fout, 2, fin, 3)) != TJ_OK) return st;
   BlkView *all[5] = { &tq.v, &tk.v, &tv.v, &to.v, &tl.v };
   bool gpu;
   if ((st = blk_device(b, op, all, 5, &gpu)) != TJ_OK) return st;
@@ -725,6 +749,8 @@ tj_status tj_attention_bwd(tj_blocks *b, const DLTensor *q, const DLTensor *k, c
   if ((st = check_scale(b, op, scale, tq.shape[3], &sc)) != TJ_OK) return st;
   if (tq.shape[0] == 0 || tq.shape[1] == 0) return TJ_OK;
   if ((st = check_layout(b, op, layout, &tq)) != TJ_OK) return st;
+  AttnT *bin[6] = { &tq, &tk, &tv, &to, &tl, &tg }, *bout[3] = { &tdq, &tdk, &tdv };
+  if ((st = check_disjoint(b, op, bout, 3, bin, 6)) != TJ_OK) return st;
   BlkView *all[9] = { &tq.v, &tk.v, &tv.v, &to.v, &tl.v, &tg.v, &tdq.v, &tdk.v, &tdv.v };
   bool gpu;
   if ((st = blk_device(b, op, all, 9, &gpu)) != TJ_OK) return st;

@@ -263,7 +263,9 @@ TJ_API tj_status tj_block_call(tj_blocks *b, const tj_block_desc *d, DLTensor *c
 // matrix is ever stored):
 //     o = softmax(scale * q k^T + M) v,   lse = logsumexp(scale * q k^T + M) per row
 // q, k, v, o: [B, H, S, D] with any non-negative strides (outputs must not
-// overlap themselves or the inputs), f16, bf16 (the fast path: tensor-core
+// overlap themselves, each other or the inputs: refused with
+// TJ_ERR_INVALID_ARG, judged by address range, so an output packed into one
+// buffer with the inputs is refused too), f16, bf16 (the fast path: tensor-core
 // dot operands, f32 accumulation) or f32; D = 32, 64 or 128. lse: [B, H, S]
 // f32. M is 0 where element (i, j) is live and -inf elsewhere; (i, j) is live
 // when the layout block (i / bs, j / bs) is 1 and, with causal, j <= i.

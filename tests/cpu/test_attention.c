@@ -480,6 +480,23 @@ START_TEST(bad_inputs) {
   expect_error(tj_attention_bwd(blk, &q.t, &k.t, &k.t, &o.t, &lse.t, &k.t, l, 0, 0, &q.t, &ov.t, &o.t, NULL),
                TJ_ERR_INVALID_ARG, "attention_bwd: output dk has overlapping elements");
 
+  // Outputs sharing memory with an input or with each other.
+  expect_error(tj_attention_fwd(blk, &q.t, &k.t, &k.t, l, 0, 0, &q.t, &lse.t, NULL), TJ_ERR_INVALID_ARG,
+               "attention: output o overlaps input q (their address ranges intersect)");
+  HostT lse_in_o = lse;   // lse's view placed inside o's bytes
+  lse_in_o.t.data = o.buf;
+  expect_error(tj_attention_fwd(blk, &q.t, &k.t, &k.t, l, 0, 0, &o.t, &lse_in_o.t, NULL), TJ_ERR_INVALID_ARG,
+               "attention: output o overlaps output lse");
+  HostT dq, dk;
+  host_init(&dq, TJ_F16, 4, sh, NULL);
+  host_init(&dk, TJ_F16, 4, sh, NULL);
+  expect_error(tj_attention_bwd(blk, &q.t, &k.t, &k.t, &o.t, &lse.t, &o.t, l, 0, 0, &dq.t, &dk.t, &k.t, NULL),
+               TJ_ERR_INVALID_ARG, "attention_bwd: output dv overlaps input k");
+  expect_error(tj_attention_bwd(blk, &q.t, &k.t, &k.t, &o.t, &lse.t, &o.t, l, 0, 0, &dq.t, &dk.t, &dq.t, NULL),
+               TJ_ERR_INVALID_ARG, "attention_bwd: output dq overlaps output dv");
+  host_free(&dq);
+  host_free(&dk);
+
   ck_assert(memcmp(sentinel, o.buf, sizeof sentinel) == 0);   // nothing was written
   ck_assert_int_eq(tj_blocks_num_kernels(blk), 0);             // nor compiled
 
