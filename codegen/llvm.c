@@ -598,13 +598,23 @@ tj_status cg_llvm_compile(const TirFunc *f, const CgOptions *opt, CgResult *out,
     goto done;
   }
   {
-    size_t n = LLVMGetBufferSize(buf);
-    out->ptx = tj_malloc(n + 1);
+    // Codegen's warnings (a dot kept off wgmma, say) head the PTX as
+    // comments, so whoever reads it, and every cache hit, sees them too.
+    size_t n = LLVMGetBufferSize(buf), nn = 0;
+    const char *notes = d->nwarnings && d->text.data ? d->text.data : "";
+    for (const char *c = notes; *c; c++) nn += *c == '\n' ? 4 : 1;
+    out->ptx = tj_malloc(nn + 4 + n + 1);
     if (!out->ptx) {
       st = TJ_ERR_NO_MEMORY;
     } else {
-      memcpy(out->ptx, LLVMGetBufferStart(buf), n);
-      out->ptx[n] = 0;
+      char *w = out->ptx;
+      for (const char *c = notes; *c; c++) {
+        if (c == notes || c[-1] == '\n') w += sprintf(w, "// ");
+        *w++ = *c;
+      }
+      if (*notes && w[-1] != '\n') *w++ = '\n';
+      memcpy(w, LLVMGetBufferStart(buf), n);
+      w[n] = 0;
     }
     LLVMDisposeMemoryBuffer(buf);
   }

@@ -222,13 +222,18 @@ static bool in_loop_with_if(const TirInst *in) {
   return false;
 }
 
-bool mma_use_wgmma(Cg *cg, const TirInst *in, int wm, int wn) {
-  (void)wm;
-  if (!cg->wgmma_ok || wn != 1 || cg->num_warps % 4 || in_loop_with_if(in)) return false;
+// Everything wgmma needs but the runtime-if guard.
+static bool wgmma_fits(Cg *cg, const TirInst *in, int wn) {
+  if (!cg->wgmma_ok || wn != 1 || cg->num_warps % 4) return false;
   int K = in->args[0]->type.shape[1], N = in->args[1]->type.shape[1];
   bool nk;
   mma_b_source(cg, in, &nk);
   return N <= 256 && wg_swizzle(nk ? K * 2 : N * 2) != 0;
+}
+
+bool mma_use_wgmma(Cg *cg, const TirInst *in, int wm, int wn) {
+  (void)wm;
+  return wgmma_fits(cg, in, wn) && !in_loop_with_if(in);
 }
 
 // acc += A * B on wgmma: for every k step and m tile, one
@@ -582,6 +587,12 @@ void lower_dot_mma(Cg *cg, TirInst *in, int wm, int wn) {
       }
   }
   for (int i = 0; i < Lc->nelem; i++) acc[i] = cv[i];
+  // The guard costs speed without a word otherwise: say so where the dot is
+  // (the CLI prints it; a library compile under TILEJIT_VERBOSE).
+  if (wgmma_fits(cg, in, wn) && in_loop_with_if(in))
+    diag_at(cg->d, DIAG_WARNING, in->loc, "this dot runs on mma.sync, not wgmma: its loop holds a runtime "
+            "'if', and wgmma in such loops gave wrong results on sm_90a (docs/architecture.md); a where() "
+            "or an 'if' outside the loop keeps wgmma");
   if (mma_use_wgmma(cg, in, wm, wn)) {
     if (sa || pa)
       for (int kk = 0; kk < ks; kk++) read_a_step(cg, &ar, kk, &af[kk * mt * 4]);

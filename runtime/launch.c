@@ -113,6 +113,13 @@ tj_status rt_compile_variant(tj_ctx *ctx, tj_kernel *k, uint64_t spec, const cha
     diag_free(&d);
     return st;
   }
+  // Codegen warnings: counted, shown under TILEJIT_VERBOSE (the CLI sets
+  // it), and kept as comments at the head of the PTX.
+  if (d.nwarnings && d.text.data) {
+    size_t n = strlen(d.text.data);
+    while (n && d.text.data[n - 1] == '\n') d.text.data[--n] = 0;
+    rt_warn(ctx, "compiling '%s':\n%s", k->name, d.text.data);
+  }
   diag_free(&d);
   if (dump_llvm && r.llvm_ir) api_dump("llvm", k->name, r.llvm_ir);
   if (api_dump_wanted("ptx")) api_dump("ptx", k->name, r.ptx);

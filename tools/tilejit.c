@@ -175,6 +175,8 @@ int cmd_compile(int argc, char **argv) {
   if (what == E_LLVM) flags |= TJ_COMPILE_NO_CACHE;
 
   rc = 1;
+  // Warnings (codegen's among them) go to stderr unless the user said no.
+  setenv("TILEJIT_VERBOSE", "1", 0);
   tj_ctx *ctx = NULL;
   tj_status st = tj_ctx_create(&ctx);
   if (st != TJ_OK) {

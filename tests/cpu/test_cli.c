@@ -188,6 +188,23 @@ START_TEST(codegen_errors_are_diagnostics) {
 }
 END_TEST
 
+// A codegen warning (a dot kept off wgmma) goes to stderr with its caret,
+// and the compile still succeeds with the PTX on stdout, the warning at its
+// head as comments.
+START_TEST(codegen_warnings_on_stderr) {
+  Run r = run_cli((const char *[]){ "compile", "tests/dsl/kernels/attn_chain.tj", "-D", "T=f16", "-D", "CAUSAL=true",
+                                    "-D", "BM=64", "-D", "BN=64", "-D", "D=64", "--arch", "sm_90a", "--num-warps",
+                                    "4", "--emit", "ptx", "--no-cache", NULL });
+  ck_assert_int_eq(r.status, 0);
+  ck_assert_msg(strstr(r.err, "tests/dsl/kernels/attn_chain.tj:26:17: warning: this dot runs on mma.sync") != NULL,
+                "stderr: %s", r.err);
+  ck_assert_ptr_nonnull(strstr(r.err, "      |                 ^~~~"));
+  ck_assert_msg(strncmp(r.out, "// tests/dsl/kernels/attn_chain.tj:26:17: warning:", 50) == 0, "%.200s", r.out);
+  ck_assert_ptr_nonnull(strstr(r.out, ".entry attn_chain"));
+  run_free(&r);
+}
+END_TEST
+
 START_TEST(tir_matches_api) {
   Run r = run_cli((const char *[]){ "compile", "examples/softmax.tj", "-D", "T=f16", "-DBLOCK=1024",
                                     "--emit", "tir", NULL });
@@ -270,6 +287,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, diagnostics_with_carets);
   tcase_add_test(tc, tir_matches_api);
   tcase_add_test(tc, codegen_errors_are_diagnostics);
+  tcase_add_test(tc, codegen_warnings_on_stderr);
   tcase_add_test(tc, ptx_with_source_and_assumptions);
   tcase_add_test(tc, num_stages_tunable);
   suite_add_tcase(s, tc);
