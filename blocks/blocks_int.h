@@ -248,8 +248,7 @@ tj_status blk_memo_kernel(tj_blocks *b, const BlkMemoKey *key, BlkMemoBuild buil
 typedef struct BlkRowKernels {
   void (*defs)(BlkDefs *d, const void *u);   // every define but BLOCK and ROWS
   const void *u;
-  const char *looped;     // the kernel of a looped config (else req->kernel)
-  bool looped_rows;       // the looped kernel declares ROWS too (softmax's do not)
+  const char *looped;     // the kernel of a looped config (it does not declare ROWS)
   const char *split3;     // the kernel of a split3 config (it declares ROWS)
   // NULL: the tile blk_choose_config gives. Else this tile, with the tuned
   // num_warps when the tuner's tile agrees (the norm backward pass: its ROWS

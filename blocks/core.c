@@ -207,7 +207,7 @@ tj_status blk_row_kernel(tj_blocks *b, const BlkTuneReq *req, const BlkRowKernel
   }
   blk_def_int(&d, "BLOCK", c->block);
   // A kernel that does not declare ROWS would reject the define.
-  if (!c->looped || rk->looped_rows) blk_def_int(&d, "ROWS", c->rows);
+  if (!c->looped) blk_def_int(&d, "ROWS", c->rows);
   const char *name = c->looped ? rk->looped : c->split3 ? rk->split3 : req->kernel;
   if (!name) return blk_error(b, TJ_ERR_INTERNAL, "internal error: blocks: %s has no kernel for this tile",
                               req->kernel);
@@ -247,8 +247,9 @@ static int clampi(int64_t v, int lo, int hi) { return v < lo ? lo : v > hi ? hi 
 
 // The heuristic (the tile config itself with TILEJIT_AUTOTUNE=0 and on the
 // interpreter; the centre of the autotuner's search otherwise):
-//  - a row fits in registers when its power-of-two tile is <= reg_limit
-//    elements; else the looped kernels walk it in 4096-element chunks;
+//  - a softmax row fits in registers when its power-of-two tile is <=
+//    reg_limit elements; else the looped kernels walk it in 4096-element
+//    chunks;
 //  - a norm row that would pad its tile over 4096 by a quarter or more is
 //    held as three quarter-tile chunks instead (split3);
 //  - short rows are packed ROWS to a program up to ~2048 elements per tile,

@@ -2,14 +2,15 @@
  * blocks/layernorm.tj.
  *
  * requires: DLTensors from the caller; produces: validated launches of
- * norm_fwd, or of norm_bwd followed by norm_bwd_dwdb.
+ * norm_fwd (norm_fwd3 for rows held as three chunks, core.c's split3), or of
+ * norm_bwd (norm_bwd3) followed by norm_bwd_dwdb.
  *
  * The backward pass is split so that it is deterministic without atomics:
  * G programs each own a fixed run of rpp = cdiv(M, G) rows and write their
  * partial column sums of dy * xhat and dy into row p of an f32 scratch
  * ([2, G, K]); the second kernel adds the G rows of each column in a fixed
  * order. G depends only on the shape and the device (about two programs per
- * SM), so a given problem on a given GPU with a given tile config always
+ * SM, one for the 16-warp three-chunk kernel), so a given problem on a given GPU with a given tile config always
  * gives the same bits. The autotuner (tuning.c) picks num_warps of both
  * passes' row kernels, never ROWS of the backward one (it sets G); a tuned
  * config is stored, so it too stays the same run to run.
@@ -157,10 +158,10 @@ tj_status blk_norm_bwd_plan(tj_blocks *b, const BlkView *x, bool gpu, BlkConfig 
   int64_t rows_cap = cfg->rows > 0 ? cfg->rows : INT32_MAX;
   *cfg = blk_pick_config(b, BLK_NORM_BWD, x->dtype, x->M, x->K, rows_cap, gpu);
   int64_t progs = (x->M + cfg->rows - 1) / cfg->rows;
-  // About two programs per SM; the three-chunk kernel takes a whole SM's
-  // registers (128 a thread at 16 warps), and one per SM measured 10% faster
-  // than two waves of them (H200, 2048 x 12288).
-  int64_t per_sm = cfg->split3 ? 1 : 2;
+  // About two programs per SM; the 16-warp three-chunk kernel (4096-wide
+  // chunks) takes a whole SM's registers (128 a thread), and one per SM
+  // measured 10% faster than two waves of them (H200, 2048 x 12288).
+  int64_t per_sm = cfg->split3 && cfg->num_warps >= 16 ? 1 : 2;
   int64_t gmax = gpu ? per_sm * (int64_t)blk_sm_count(b) : 3;
   int64_t g = progs < gmax ? progs : gmax;
   if (g < 1) g = 1;

@@ -124,7 +124,7 @@ tj_status tj_softmax_fwd(tj_blocks *b, const DLTensor *x, DLTensor *y, const tj_
   BlkMemoKey mk = { .kernel = req.kernel, .variant = sm_variant_bits(&v), .M = vx.M, .K = vx.K,
                     .rows_cap = r.rows_cap };
   // The online kernels take one row per program and do not declare ROWS.
-  BlkRowKernels rk = { .defs = fwd_defs, .u = &v, .looped = "softmax_fwd_online", .looped_rows = false };
+  BlkRowKernels rk = { .defs = fwd_defs, .u = &v, .looped = "softmax_fwd_online" };
   return run_config(b, &mk, &req, &rk, gpu);
 }
 
@@ -169,6 +169,6 @@ tj_status tj_softmax_bwd(tj_blocks *b, const DLTensor *y, const DLTensor *dy, DL
                      .written = 1u << 0, .stream = stream };
   BlkMemoKey mk = { .kernel = req.kernel, .variant = sm_variant_bits(&v), .M = vy.M, .K = vy.K,
                     .rows_cap = r.rows_cap };
-  BlkRowKernels rk = { .defs = bwd_defs, .u = &v, .looped = "softmax_bwd_online", .looped_rows = false };
+  BlkRowKernels rk = { .defs = bwd_defs, .u = &v, .looped = "softmax_bwd_online" };
   return run_config(b, &mk, &req, &rk, gpu);
 }

@@ -271,8 +271,6 @@ LLVMValueRef lower_elem(Cg *cg, const TirInst *in, LLVMValueRef *a) {
   }
 }
 
-// Computes in's result in layout L from its operands (remat values, or a
-// non-remat elementwise op in its natural layout).
 // f32 -> f16/bf16 two elements at a time, for a value only stored: slots i
 // and i + 1 that are neighbours in a thread's run of the last dim, which the
 // store packs into one 32-bit word (lower element low). One
@@ -297,6 +295,8 @@ static void narrow_pair(Cg *cg, Dtype to, LLVMValueRef lo, LLVMValueRef hi, LLVM
   for (int k = 0; k < 2; k++) out[k] = LLVMBuildExtractElement(cg->b, v, cg_i32(cg, k), "");
 }
 
+// Computes in's result in layout L from its operands (remat values, or a
+// non-remat elementwise op in its natural layout).
 static void lower_in_layout(Cg *cg, TirInst *in, const Layout *L) {
   TirValue *r = in->res[0];
   LLVMValueRef *out = cg_alloc_elems(cg, L->nelem);

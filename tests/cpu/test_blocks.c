@@ -136,6 +136,10 @@ START_TEST(softmax_long_rows) {
   norm_case(TJ_F32, 1, 3, 5000, 8, 1, 0);
   norm_case(TJ_BF16, 0, 2, 12288, 0, 0, 1);
   norm_case(TJ_F32, 0, 2, 8193, 0, 1, 0);
+  // Seven rows: the interpreter's three backward programs walk several rows
+  // each through norm_bwd3's loop; RMS without w; K = 6144 in whole chunks.
+  norm_case(TJ_F32, 1, 7, 5000, 0, 0, 0);
+  norm_case(TJ_F16, 0, 7, 6144, 5, 1, 1);
   for (int op = BLK_NORM_FWD; op <= BLK_NORM_BWD; op++) {
     BlkConfig c = blk_pick_config(blk, (BlkOp)op, TJ_F16, 3, 5000, INT32_MAX, false);
     ck_assert(c.split3 && !c.looped && c.block == 2048 && c.rows == 1);

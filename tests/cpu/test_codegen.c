@@ -651,9 +651,6 @@ START_TEST(broadcast_small_operand) {
 }
 END_TEST
 
-// More shared memory than the arch has is reported, also from inside a
-// loop whose carried value the failing op feeds (the layout pass used to
-// dereference the unanalysed yield and crash).
 // An f32 tile stored as f16/bf16 is narrowed two elements at a time
 // (cvt.rn.f16x2.f32 / cvt.rn.bf16x2.f32, the pair a 32-bit word of the
 // store), one the kernel reads again keeps the scalar conversion.
@@ -681,9 +678,26 @@ START_TEST(narrow_pairs_for_stores) {
     ck_assert_int_eq(count(b.r.ptx, "st.global.v4.b32"), 2);
     cg_result_free(&b.r);
   }
+  // Rank 2 with a runtime mask (stores of pairs unpacked where the mask
+  // splits them): [4, 256] over 4 warps is 8 elements a thread, 4 pairs.
+  static const char src2[] =
+      "kernel k(y: *bf16, x: *f32, K: i32) {\n"
+      "    let cols = arange(0, 256);\n"
+      "    let p = arange(0, 4)[:, None] * K + cols[None, :];\n"
+      "    let m = (cols < K)[None, :] & (arange(0, 4) < 4)[:, None];\n"
+      "    store(y + p, load(x + p, m, 0.0) + 1.0, m);\n"
+      "}\n";
+  Built b = compile_src(src2, "sm_90", 4);
+  ck_assert_msg(b.st == TJ_OK, "%s", b.diag);
+  ck_assert_int_eq(count(b.r.ptx, "cvt.rn.bf16x2.f32"), 4);
+  ck_assert_int_eq(count(b.r.ptx, "cvt.rn.bf16.f32"), 0);
+  cg_result_free(&b.r);
 }
 END_TEST
 
+// More shared memory than the arch has is reported, also from inside a
+// loop whose carried value the failing op feeds (the layout pass used to
+// dereference the unanalysed yield and crash).
 START_TEST(smem_error_in_loop) {
   static const char src[] =
       "// usage: -D N=1024\n"

@@ -3,7 +3,8 @@
  * Every xFormers benchmark shape (shared/ANCHORS.md) for softmax (plain,
  * causal, log; f16, bf16, f32) and layernorm (f16, bf16, f32, fwd and bwd),
  * rows up to N = 262144 (the looped online kernels), K = 1, 3, 1000, 4096,
- * 12289 (and for the norms 5000, 8193 and 12288: the three-chunk kernels), strided rows, RMSNorm, on a non-default stream, compared with the
+ * 12289 (and for the norms 5000, 8193 and 12288: the three-chunk kernels),
+ * strided rows, RMSNorm, on a non-default stream, compared with the
  * double references of tests/cpu/blocks_ref.h at ref_tol per dtype; the
  * layernorm backward pass is run twice and compared bit for bit. Exits 77
  * (skipped) without a GPU.
