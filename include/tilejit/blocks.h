@@ -35,7 +35,11 @@
  * benchmarking. TILEJIT_AUTOTUNE=0 (or tj_blocks_set_autotune(b, 0)) uses the
  * heuristic alone. A tuning failure falls back to the heuristic (a warning,
  * see TILEJIT_VERBOSE), never an error. The interpreter (kDLCPU) never
- * tunes. Benchmarks should make one call per shape before timing.
+ * tunes. Benchmarks should make one call per shape before timing. Two
+ * kinds of rows keep the heuristic's config untuned: softmax rows longer
+ * than the register limit (the looped online kernels), and norm rows whose
+ * power-of-two tile over 4096 would be a quarter or more padding (K =
+ * 12288: three 4096-wide chunks in registers).
  */
 #ifndef TILEJIT_BLOCKS_H
 #define TILEJIT_BLOCKS_H
