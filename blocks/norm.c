@@ -156,6 +156,9 @@ tj_status tj_rmsnorm_fwd(tj_blocks *b, const DLTensor *x, const DLTensor *w, dou
 tj_status blk_norm_bwd_plan(tj_blocks *b, const BlkView *x, bool gpu, BlkConfig *cfg, int *G,
                             size_t *scratch_bytes) {
   int64_t rows_cap = cfg->rows > 0 ? cfg->rows : INT32_MAX;
+  // The SM count first: the tile's ROWS depends on it, and a first call
+  // that guessed it would sum dw and db in another order than the next.
+  if (gpu) blk_sm_count(b);
   *cfg = blk_pick_config(b, BLK_NORM_BWD, x->dtype, x->M, x->K, rows_cap, gpu);
   int64_t progs = (x->M + cfg->rows - 1) / cfg->rows;
   // About two programs per SM; the 16-warp three-chunk kernel (4096-wide
