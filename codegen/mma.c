@@ -95,7 +95,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 bool mma_supported(Cg *cg, const TirInst *in, int *wm, int *wn) {
   TirType a = in->args[0]->type, b = in->args[1]->type, r = in->res[0]->type;
   if (a.rank != 2 || b.rank != 2 || r.rank != 2 || a.ptr || b.ptr) return false;
@@ -589,11 +588,12 @@ void lower_dot_mma(Cg *cg, TirInst *in, int wm, int wn) {
   for (int i = 0; i < Lc->nelem; i++) acc[i] = cv[i];
   // The guard costs speed without a word otherwise: say so where the dot is
   // (the CLI prints it; a library compile under TILEJIT_VERBOSE).
-  if (wgmma_fits(cg, in, wn) && in_loop_with_if(in))
+  bool fits = wgmma_fits(cg, in, wn), fenced = fits && in_loop_with_if(in);
+  if (fenced)
     diag_at(cg->d, DIAG_WARNING, in->loc, "this dot runs on mma.sync, not wgmma: its loop holds a runtime "
             "'if', and wgmma in such loops gave wrong results on sm_90a (docs/architecture.md); a where() "
             "or an 'if' outside the loop keeps wgmma");
-  if (mma_use_wgmma(cg, in, wm, wn)) {
+  if (fits && !fenced) {   // mma_use_wgmma
     if (sa || pa)
       for (int kk = 0; kk < ks; kk++) read_a_step(cg, &ar, kk, &af[kk * mt * 4]);
     wgmma_dot(cg, in->loc, dt, nk, rb, bbase, af, mt, nt, ks, cnt1, acc);

@@ -67,7 +67,6 @@ struct PipeState {
   int ngroups, capgroups;
 };
 
-
 int cg_smem_limit(const Cg *cg) {
   const char *a = cg->opt && cg->opt->arch ? cg->opt->arch : "sm_80";
   if (!strncmp(a, "sm_90", 5)) return 227 * 1024;
