@@ -205,10 +205,9 @@ void blk_memo_put(tj_blocks *b, const BlkMemoKey *key, const BlkMemoStamp *stamp
                   const BlkConfig *c);
 // Forget every remembered choice (under b->mu).
 void blk_memo_reset_locked(tj_blocks *b);
-// Programs of a row kernel launch with config c over M rows.
-static inline unsigned blk_grid(const BlkConfig *c, int64_t M) {
-  return (unsigned)(c->looped ? M : (M + c->rows - 1) / c->rows);
-}
+// Programs of a row kernel launch with config c over M rows (looped and
+// split3 configs have one row a program).
+static inline unsigned blk_grid(const BlkConfig *c, int64_t M) { return (unsigned)((M + c->rows - 1) / c->rows); }
 // Multiprocessor count of ctx's device (cached); 1 on error.
 int blk_sm_count(tj_blocks *b);
 // true when kernels for this device are built for sm_90a, where tensor-core

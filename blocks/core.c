@@ -133,6 +133,15 @@ void blk_set_reg_limit(tj_blocks *b, int64_t elems) {
 
 // ---------------------------------------------------------------- the remembered kernel choices
 
+// The slot of a new entry in a fixed table of cap: the next free one, else
+// the entries in turn (the memos and the device ranges).
+static int table_slot(int *n, int *next, int cap) {
+  if (*n < cap) return (*n)++;
+  int i = *next;
+  *next = (*next + 1) % cap;
+  return i;
+}
+
 void blk_memo_reset_locked(tj_blocks *b) {
   b->nmemos = b->memo_next = 0;
   b->memo_gen++;
@@ -167,14 +176,7 @@ void blk_memo_put(tj_blocks *b, const BlkMemoKey *key, const BlkMemoStamp *stamp
     int i;
     for (i = 0; i < b->nmemos; i++)
       if (memo_key_eq(&b->memos[i].key, key) && b->memos[i].stamp.autotune == stamp->autotune) break;
-    if (i == b->nmemos) {
-      if (b->nmemos < BLK_MEMOS) {
-        i = b->nmemos++;
-      } else {
-        i = b->memo_next;
-        b->memo_next = (b->memo_next + 1) % BLK_MEMOS;
-      }
-    }
+    if (i == b->nmemos) i = table_slot(&b->nmemos, &b->memo_next, BLK_MEMOS);
     b->memos[i] = (BlkMemo){ .key = *key, .stamp = *stamp, .k = k, .c = *c };
   }
   pthread_mutex_unlock(&b->mu);
@@ -470,16 +472,9 @@ tj_status blk_check_device_ptr(tj_blocks *b, const char *op, const char *name, c
   // Only a range that holds p (the driver's answer for p) is remembered.
   if (size > 0 && a >= base && a - base < size) {
     pthread_mutex_lock(&b->mu);
-    if (!range_hit(b, a)) {
-      int i;
-      if (b->nranges < BLK_RANGES) {
-        i = b->nranges++;
-      } else {   // full: replace in turn
-        i = b->range_next;
-        b->range_next = (b->range_next + 1) % BLK_RANGES;
-      }
-      b->ranges[i] = (BlkRange){ base, base + size < base ? UINTPTR_MAX : base + size };
-    }
+    if (!range_hit(b, a))
+      b->ranges[table_slot(&b->nranges, &b->range_next, BLK_RANGES)] =
+          (BlkRange){ base, base + size < base ? UINTPTR_MAX : base + size };
     pthread_mutex_unlock(&b->mu);
   }
   return TJ_OK;
