@@ -11,9 +11,10 @@
  * ([2, G, K]); the second kernel adds the G rows of each column in a fixed
  * order. G depends only on the shape and the device (about two programs per
  * SM, one for the 16-warp three-chunk kernel), so a given problem on a given
- * GPU with a given tile config always gives the same bits. The autotuner (tuning.c) picks num_warps of both
- * passes' row kernels, never ROWS of the backward one (it sets G); a tuned
- * config is stored, so it too stays the same run to run.
+ * GPU with a given tile config always gives the same bits. The autotuner
+ * (tuning.c) picks num_warps of both passes' row kernels, never ROWS of the
+ * backward one (it sets G); a tuned config is stored, so it too stays the
+ * same run to run.
  */
 #include "blocks_int.h"
 

@@ -50,6 +50,9 @@ static void compile_usage(FILE *out) {
         "  -o FILE              write the output to FILE instead of stdout\n"
         "  -h, --help           show this help\n"
         "\n"
+        "Warnings (such as a dot kept off wgmma) go to stderr, and also head the PTX as\n"
+        "comments; TILEJIT_VERBOSE=0 keeps them off stderr.\n"
+        "\n"
         "example:\n"
         "  tilejit compile examples/softmax.tj -D T=f16 -D BLOCK=1024 --emit ptx+src --assume all\n",
         out);
