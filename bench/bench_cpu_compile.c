@@ -59,7 +59,7 @@ static tj_status compile_once(const char *src, const char *file, const char *arc
       TirParam *p = &f->params[i];
       p->spec = p->ptr ? TIR_SPEC_ALIGN16 : dtype_is_int(p->dtype) ? TIR_SPEC_DIV16 : 0;
     }
-    CgOptions o = {arch, 0, true, false};
+    CgOptions o = {.arch = arch, .line_info = true};
     CgResult r;
     st = cg_llvm_compile(f, &o, &r, &d);
     cg_result_free(&r);

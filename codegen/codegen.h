@@ -27,6 +27,7 @@ typedef struct CgOptions {
   int num_warps;      // threads per program = 32 * num_warps
   bool line_info;     // emit debug line info so the PTX carries .loc lines
   bool keep_llvm;     // return the optimised LLVM IR text too
+  bool no_fp_fusion;  // no fma contraction of f32/f64 a*b + c (TJ_COMPILE_NO_FP_FUSION)
 } CgOptions;
 
 typedef struct CgResult {

@@ -148,6 +148,10 @@ LLVMTypeRef cg_val_type(Cg *cg, TirType t);  // element register type (ptr -> gp
 LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl,
                           LLVMValueRef *args, int nargs);
 LLVMValueRef cg_sreg(Cg *cg, const char *name);
+// v (an fadd, fsub or fmul just built) marked `contract`, so that LLVM may
+// fuse a multiply into the add that uses it (fma: one rounding), unless the
+// kernel was compiled with TJ_COMPILE_NO_FP_FUSION. Returns v.
+LLVMValueRef cg_contract(Cg *cg, LLVMValueRef v);
 int cg_ilog2(int x);                         // floor(log2(x)) for x >= 1; 0 for x <= 1
 LLVMValueRef cg_i32(Cg *cg, int64_t v);
 // bar.sync; with wgmma in the kernel, preceded by a proxy fence that makes

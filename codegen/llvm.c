@@ -116,6 +116,13 @@ LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl,
   return LLVMBuildCall2(cg->b, fty, fn, args, (unsigned)nargs, "");
 }
 
+LLVMValueRef cg_contract(Cg *cg, LLVMValueRef v) {
+  // A constant-folded result is no instruction and carries no flags.
+  if (!cg->opt->no_fp_fusion && LLVMIsAInstruction(v) && LLVMCanValueUseFastMathFlags(v))
+    LLVMSetFastMathFlags(v, LLVMFastMathAllowContract);
+  return v;
+}
+
 LLVMValueRef cg_sreg(Cg *cg, const char *name) {
   char buf[96];
   snprintf(buf, sizeof buf, "llvm.nvvm.read.ptx.sreg.%s", name);

@@ -197,9 +197,9 @@ LLVMValueRef lower_elem(Cg *cg, const TirInst *in, LLVMValueRef *a) {
     if (fl) {
       LLVMValueRef x = widen(cg, a[0], dt), y = widen(cg, a[1], dt), r;
       switch (in->op) {
-      case TIR_ADD: r = LLVMBuildFAdd(b, x, y, ""); break;
-      case TIR_SUB: r = LLVMBuildFSub(b, x, y, ""); break;
-      case TIR_MUL: r = LLVMBuildFMul(b, x, y, ""); break;
+      case TIR_ADD: r = cg_contract(cg, LLVMBuildFAdd(b, x, y, "")); break;
+      case TIR_SUB: r = cg_contract(cg, LLVMBuildFSub(b, x, y, "")); break;
+      case TIR_MUL: r = cg_contract(cg, LLVMBuildFMul(b, x, y, "")); break;
       case TIR_DIV: r = LLVMBuildFDiv(b, x, y, ""); break;
       // PTX has no fmod and LLVM's frem expansion (x - trunc(x / y) * y)
       // is inexact; f64 keeps it for now.

@@ -64,7 +64,7 @@ static void combine(Cg *cg, const Red *r, LLVMValueRef *v, LLVMValueRef *i, LLVM
           LLVMValueRef s = LLVMBuildFAdd(b, LLVMBuildFPExt(b, *v, cg->f32, ""), LLVMBuildFPExt(b, w, cg->f32, ""), "");
           *v = LLVMBuildFPTrunc(b, s, cg_type(cg, dt), "");
         } else {
-          *v = LLVMBuildFAdd(b, *v, w, "");
+          *v = cg_contract(cg, LLVMBuildFAdd(b, *v, w, ""));
         }
       } else if (dt == DT_BOOL) {
         *v = LLVMBuildOr(b, *v, w, "");

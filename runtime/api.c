@@ -277,7 +277,7 @@ tj_status tj_kernel_compile(tj_ctx *ctx, const tj_compile_opts *o, tj_kernel **o
   if (!o) return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_kernel_compile: opts is NULL");
   if (!o->source && !o->path)
     return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_kernel_compile: neither source nor path is set");
-  const unsigned known = TJ_COMPILE_NO_CACHE | TJ_COMPILE_FRONTEND | TJ_COMPILE_DEBUG;
+  const unsigned known = TJ_COMPILE_NO_CACHE | TJ_COMPILE_FRONTEND | TJ_COMPILE_DEBUG | TJ_COMPILE_NO_FP_FUSION;
   if (o->flags & ~known)
     return api_error(ctx, TJ_ERR_INVALID_ARG, "tj_kernel_compile: unknown flags 0x%x", o->flags & ~known);
   if (o->num_warps < 0 || o->num_warps > 32 || (o->num_warps & (o->num_warps - 1)))

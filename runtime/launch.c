@@ -48,6 +48,7 @@ tj_status rt_kernel_init(tj_ctx *ctx, tj_kernel *k, const char *src, size_t len,
   for (int i = 0; i < np; i++) atomic_init(&kr->checked[i], 0);
   atomic_init(&kr->last, NULL);
   kr->no_cache = (flags & TJ_COMPILE_NO_CACHE) != 0;
+  kr->no_fp_fusion = (flags & TJ_COMPILE_NO_FP_FUSION) != 0;
   CacheKeyInputs in = {
     .tilejit_version = tj_version(),
     .build_id = cache_build_id(),
@@ -58,7 +59,7 @@ tj_status rt_kernel_init(tj_ctx *ctx, tj_kernel *k, const char *src, size_t len,
     .consts = k->func->consts,
     .nconsts = k->func->nconsts,
     .num_warps = k->num_warps,
-    .options = "line_info=1",
+    .options = kr->no_fp_fusion ? "line_info=1,fp_fusion=0" : "line_info=1,fp_fusion=1",
   };
   cache_digest(&in, kr->digest);
   kr->has_digest = true;
@@ -99,7 +100,7 @@ tj_status rt_compile_variant(tj_ctx *ctx, tj_kernel *k, uint64_t spec, const cha
   set_spec(k->func, spec);
   Diag d;
   diag_init(&d);
-  CgOptions co = { .arch = arch, .num_warps = k->num_warps, .line_info = true,
+  CgOptions co = { .arch = arch, .num_warps = k->num_warps, .line_info = true, .no_fp_fusion = kr->no_fp_fusion,
                    .keep_llvm = keep_llvm || dump_llvm };
   CgResult r = {0};
   tj_status st = cg_llvm_compile(k->func, &co, &r, &d);

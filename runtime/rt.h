@@ -106,6 +106,7 @@ struct RtKernel {
   uint8_t digest[32];      // cache key without spec and arch (cache_digest)
   bool has_digest;
   bool no_cache;           // compiled with TJ_COMPILE_NO_CACHE
+  bool no_fp_fusion;       // compiled with TJ_COMPILE_NO_FP_FUSION
   RtVariant vars[RT_MAX_VARIANTS];
   int nvars;
   _Atomic(RtVariant *) last;  // fast path: the last variant used

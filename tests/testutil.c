@@ -129,3 +129,9 @@ int tj_test_gpu_or_skip(const char *suite) {
   tj_ctx_free(probe);
   return st == TJ_OK ? 0 : 1;
 }
+
+int tj_test_count(const char *s, const char *needle) {
+  int n = 0;
+  for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle)) n++;
+  return n;
+}

@@ -42,6 +42,8 @@ int tj_test_gpu_or_skip(const char *suite);
 // or /usr/bin) and leaves its output in log. Returns -1 when no ptxas is
 // installed (CI machines skip the step), else 0 when it assembled.
 int tj_test_ptxas(const char *ptx, const char *arch, char *log, size_t nlog);
+// Occurrences of needle in s (not overlapping).
+int tj_test_count(const char *s, const char *needle);
 // From a ptxas -v log: registers used and spill bytes (stores + loads).
 void tj_test_ptxas_usage(const char *log, int *regs, int *spill);
 

@@ -47,6 +47,8 @@ static void compile_usage(FILE *out) {
         "                       (pointers 16-byte aligned, integers multiples of 16, as typical\n"
         "                       tensors are) or a list like 'x=16,n=16' (=1: the integer is 1)\n"
         "  --no-cache           neither read nor write the compile cache\n"
+        "  --no-fp-fusion       round each f32 add, sub and mul on its own (by default a*b + c\n"
+        "                       may become one fma, as with nvcc and Triton)\n"
         "  -o FILE              write the output to FILE instead of stdout\n"
         "  -h, --help           show this help\n"
         "\n"
@@ -149,6 +151,8 @@ int cmd_compile(int argc, char **argv) {
       outpath = v;
     } else if (!strcmp(a, "--no-cache")) {
       flags |= TJ_COMPILE_NO_CACHE;
+    } else if (!strcmp(a, "--no-fp-fusion")) {
+      flags |= TJ_COMPILE_NO_FP_FUSION;
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "tilejit: error: unknown option '%s' (see 'tilejit compile --help')\n", a);
       goto out;

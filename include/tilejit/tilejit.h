@@ -99,6 +99,11 @@ enum {
                                   // JIT cache of PTX -> SASS still applies: CUDA_CACHE_DISABLE=1)
   TJ_COMPILE_FRONTEND = 1u << 1,  // stop after the tile IR (no LLVM, no PTX)
   TJ_COMPILE_DEBUG = 1u << 2,     // run the IR verifier after every pass
+  // Round every f32/f64 add, sub and mul on its own. By default the GPU
+  // backend may contract a*b + c into one fma (one rounding instead of two),
+  // as nvcc (--fmad=true) and Triton (enable_fp_fusion) do: fewer
+  // instructions, slightly different last bits from the interpreter.
+  TJ_COMPILE_NO_FP_FUSION = 1u << 3,
 };
 
 typedef struct tj_compile_opts {

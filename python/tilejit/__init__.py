@@ -12,7 +12,7 @@ tilejit.TilejitError on failure. tilejit.Context / Kernel expose the kernel
 compiler itself. See docs/python.md.
 """
 from . import patterns
-from ._lib import (DLDataType, DLDevice, DLManagedTensor, DLTensor, DropoutOpts, SoftmaxOpts, TilejitError,
+from ._lib import (COMPILE_DEBUG, COMPILE_FRONTEND, COMPILE_NO_CACHE, COMPILE_NO_FP_FUSION, DLDataType, DLDevice, DLManagedTensor, DLTensor, DropoutOpts, SoftmaxOpts, TilejitError,
                    load_library, library_path)
 from .blocks import (ACTIVATIONS, AttnLayout, Blocks, attention, attention_backward, attention_bwd_workspace_size,
                      block_call, block_info, block_names, dropout_act, dropout_act_backward,
@@ -29,4 +29,5 @@ __all__ = ["TilejitError", "load_library", "library_path", "version", "llvm_vers
            "softmax_backward", "layer_norm", "layer_norm_backward", "rms_norm", "rms_norm_backward",
            "dropout_act", "dropout_act_backward", "dropout_counters", "next_dropout_seed", "attention",
            "attention_backward", "norm_bwd_workspace_size", "dropout_bwd_workspace_size",
-           "attention_bwd_workspace_size", "block_names", "block_info", "block_call", "patterns"]
+           "attention_bwd_workspace_size", "block_names", "block_info", "block_call", "patterns",
+           "COMPILE_NO_CACHE", "COMPILE_FRONTEND", "COMPILE_DEBUG", "COMPILE_NO_FP_FUSION"]

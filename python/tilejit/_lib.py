@@ -108,7 +108,7 @@ class TjCompileOpts(C.Structure):
                 ("assume", C.c_char_p)]
 
 
-COMPILE_NO_CACHE, COMPILE_FRONTEND, COMPILE_DEBUG = 1, 2, 4
+COMPILE_NO_CACHE, COMPILE_FRONTEND, COMPILE_DEBUG, COMPILE_NO_FP_FUSION = 1, 2, 4, 8
 
 
 class TjDeviceInfo(C.Structure):

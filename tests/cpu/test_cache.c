@@ -658,6 +658,38 @@ START_TEST(compile_hit_skips_llvm) {
 }
 END_TEST
 
+// TJ_COMPILE_NO_FP_FUSION is part of the key: with the fused PTX on disk, a
+// compile without fusion misses, runs LLVM and gets separate mul and add;
+// and each setting then hits its own entry.
+START_TEST(fp_fusion_in_the_key) {
+  static const char src[] =
+      "kernel axpb(y: *f32, x: *f32, a: *f32, n: i32) {\n"
+      "    let offs = program_id(0) * 128 + arange(0, 128);\n"
+      "    let mask = offs < n;\n"
+      "    store(y + offs, load(x + offs, mask) * load(a + offs, mask) + 1.0, mask);\n"
+      "}\n";
+  char *dir = fresh_dir();
+  tj_ctx *ctx = ctx_in(dir);
+  tj_kernel *k[4] = { NULL };
+  const unsigned flags[4] = { 0, TJ_COMPILE_NO_FP_FUSION, 0, TJ_COMPILE_NO_FP_FUSION };
+  for (int i = 0; i < 4; i++) {
+    tj_compile_opts o = { .source = src, .path = "axpb.tj", .arch = "sm_80", .flags = flags[i] };
+    ck_assert_msg(tj_kernel_compile(ctx, &o, &k[i]) == TJ_OK, "%s", tj_ctx_last_error(ctx));
+    bool fused = !flags[i];
+    const char *ptx = tj_kernel_ptx(k[i]);
+    ck_assert_msg((strstr(ptx, "fma.rn.f32") != NULL) == fused, "compile %d:\n%s", i, ptx);
+    ck_assert_msg((strstr(ptx, "mul.rn.f32") != NULL) == !fused, "compile %d:\n%s", i, ptx);
+    ck_assert_msg((tj_kernel_llvm(k[i]) != NULL) == (i < 2), "compile %d: LLVM ran: %d", i,
+                  tj_kernel_llvm(k[i]) != NULL);
+  }
+  ck_assert_int_eq(count_files(dir, NULL), 2);
+  for (int i = 0; i < 4; i++) tj_kernel_free(k[i]);
+  tj_ctx_free(ctx);
+  rm_dir(dir);
+  free(dir);
+}
+END_TEST
+
 // Eight processes compile the same kernel into an empty cache at once: all
 // succeed, with the same PTX, and exactly one valid entry remains.
 START_TEST(concurrent_processes_one_entry) {
@@ -753,6 +785,7 @@ static Suite *cache_suite(void) {
   TCase *e2e = tcase_create("end_to_end");
   tcase_set_timeout(e2e, 120);
   tcase_add_test(e2e, compile_hit_skips_llvm);
+  tcase_add_test(e2e, fp_fusion_in_the_key);
   tcase_add_test(e2e, concurrent_processes_one_entry);
   tcase_add_test(e2e, compile_cache_disabled_writes_nothing);
   suite_add_tcase(s, e2e);

@@ -205,6 +205,27 @@ START_TEST(codegen_warnings_on_stderr) {
 }
 END_TEST
 
+// The layernorm forward's sum of squares and affine output contract into
+// fma by default; --no-fp-fusion keeps every multiply and add apart.
+START_TEST(fp_fusion_option) {
+  for (int off = 0; off < 2; off++) {
+    const char *args[32] = { "compile", "blocks/layernorm.tj", "--kernel", "norm_fwd", "-D", "T=f16", "-D",
+                             "BLOCK=1024", "-D", "ROWS=1", "-D", "RMS=false", "-D", "HAS_W=true", "-D",
+                             "HAS_B=true", "-D", "FLAT=true", "--arch", "sm_90", "--emit", "ptx", "--no-cache" };
+    if (off) args[23] = "--no-fp-fusion";
+    Run r = run_cli(args);
+    ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+    // 1024 / 128 threads: 8 elements a thread. Fused: v - sum * rk (8),
+    // the sum of squares (7, its first term a mul), var * rk + eps (1) and
+    // (d * r) * w + b (8) are fmas; apart, each is a mul and an add.
+    ck_assert_int_eq(tj_test_count(r.out, "fma.rn.f32"), off ? 0 : 24);
+    ck_assert_int_eq(tj_test_count(r.out, "mul.rn.f32"), off ? 26 : 10);
+    ck_assert_int_eq(tj_test_count(r.out, "add.rn.f32") + tj_test_count(r.out, "sub.rn.f32"), off ? 47 : 23);
+    run_free(&r);
+  }
+}
+END_TEST
+
 START_TEST(tir_matches_api) {
   Run r = run_cli((const char *[]){ "compile", "examples/softmax.tj", "-D", "T=f16", "-DBLOCK=1024",
                                     "--emit", "tir", NULL });
@@ -288,6 +309,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, tir_matches_api);
   tcase_add_test(tc, codegen_errors_are_diagnostics);
   tcase_add_test(tc, codegen_warnings_on_stderr);
+  tcase_add_test(tc, fp_fusion_option);
   tcase_add_test(tc, ptx_with_source_and_assumptions);
   tcase_add_test(tc, num_stages_tunable);
   suite_add_tcase(s, tc);

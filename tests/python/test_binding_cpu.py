@@ -490,6 +490,18 @@ class TestKernelAPI(Case):
         k.interpret((2,), y, x, 2.5, 20)
         self.close(y.tolist(), want, what="axpy")
 
+    def test_fp_fusion_flag(self):
+        # a * x + y is one fma by default; COMPILE_NO_FP_FUSION keeps the
+        # multiply and the add apart (the PTX needs LLVM but no GPU).
+        ctx = tj.Context()
+        fused = ctx.compile(source=self.SRC, arch="sm_80", flags=tj.COMPILE_NO_CACHE).ptx
+        apart = ctx.compile(source=self.SRC, arch="sm_80",
+                            flags=tj.COMPILE_NO_CACHE | tj.COMPILE_NO_FP_FUSION).ptx
+        self.assertIn("fma.rn.f32", fused)
+        self.assertNotIn("mul.rn.f32", fused)
+        self.assertNotIn("fma.rn.f32", apart)
+        self.assertIn("mul.rn.f32", apart)
+
     def test_compile_error_and_bounds(self):
         ctx = tj.Context()
         with self.assertRaises(TilejitError) as cm:
