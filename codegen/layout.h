@@ -86,6 +86,7 @@ typedef struct Cg {
   const Layout **layouts;  // interned layouts
   int nlayouts, caplayouts;
   int scratch_bytes;       // shared memory scratch the lowering needs
+  bool smem_used;          // a shared memory access has been emitted (cg_smem_ptr)
   struct CgVec { int rank, shape[2], minbytes; } *vecs;  // per shape: narrowest access
   int nvecs, capvecs;
   // LLVM

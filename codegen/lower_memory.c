@@ -27,6 +27,7 @@
 static int imin(int a, int b) { return a < b ? a : b; }
 
 LLVMValueRef cg_smem_ptr(Cg *cg, LLVMValueRef byte_off) {
+  cg->smem_used = true;
   return LLVMBuildGEP2(cg->b, cg->i8, cg->smem, &byte_off, 1, "");
 }
 

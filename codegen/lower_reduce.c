@@ -188,7 +188,10 @@ void lower_reduce(Cg *cg, TirInst *in) {
     int vb = cg_dtype_bytes(r.vt);
     int nall = res->type.rank == 0 ? 1 : res->type.shape[0];
     int ioff = (nall * nw * vb + 15) / 16 * 16;
-    cg_barrier(cg);
+    // The first barrier retires earlier readers of the scratch. Code is
+    // emitted in program order, so a reduction outside any loop with no
+    // shared memory access before it (a kernel's first) has none.
+    if (cg->smem_used || tir_in_loop(in)) cg_barrier(cg);
     LLVMValueRef *oc = cg_alloc_elems(cg, nout);
     if (!oc) return;
     for (int j = 0; j < nout; j++) {

@@ -276,6 +276,7 @@ static void wgmma_dot(Cg *cg, Loc loc, Dtype dt, bool nk, int rb, LLVMValueRef b
   int grp = 8 * rb >> 4;
   uint64_t hi = (uint64_t)grp | (uint64_t)wg_swizzle(rb) << 30;
   uint64_t lbo = nk ? 1 : (uint64_t)grp;
+  cg->smem_used = true;
   LLVMValueRef addr = LLVMBuildAdd(b, LLVMBuildPtrToInt(b, cg->smem, cg->i32, ""), bbase, "");
   LLVMValueRef lo = LLVMBuildAnd(b, LLVMBuildLShr(b, addr, cg_i32(cg, 4), ""), cg_i32(cg, 0x3fff), "");
   LLVMValueRef desc = LLVMBuildOr(b, LLVMBuildZExt(b, lo, cg->i64, ""),

@@ -253,6 +253,12 @@ bool tir_block_has(const TirBlock *b, TirOp op) {
   return false;
 }
 
+bool tir_in_loop(const TirInst *in) {
+  for (const TirBlock *b = in ? in->parent : NULL; b && b->owner; b = b->owner->parent)
+    if (b->owner->op == TIR_FOR) return true;
+  return false;
+}
+
 void tir_replace_uses(TirBlock *b, TirValue *from, TirValue *to) {
   if (!b) return;
   for (TirInst *in = b->first; in; in = in->next) {

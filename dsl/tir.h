@@ -243,6 +243,8 @@ void tir_inst_remove(TirInst *in);
 void tir_inst_add_block(TirInst *in, TirBlock *b);
 // b holds an instruction of op, at any depth.
 bool tir_block_has(const TirBlock *b, TirOp op);
+// in sits in the body of a FOR, however deeply nested.
+bool tir_in_loop(const TirInst *in);
 // Rewrites every use of `from` inside b (recursively) to `to`.
 void tir_replace_uses(TirBlock *b, TirValue *from, TirValue *to);
 // Shortest round-trip text of a double, always recognisable as a float

@@ -698,6 +698,30 @@ END_TEST
 // More shared memory than the arch has is reported, also from inside a
 // loop whose carried value the failing op feeds (the layout pass used to
 // dereference the unanalysed yield and crash).
+// A cross-warp reduction writes the shared scratch between two barriers;
+// the first retires earlier readers, and the kernel's first reduction
+// outside a loop has none: one barrier for it, two for the next, two for
+// every one in a loop (the previous iteration read the scratch).
+START_TEST(first_reduction_barrier) {
+  static const char src[] =
+      "kernel k(y: *f32, x: *f32, n: i32) {\n"
+      "    let c = arange(0, 1024);\n"
+      "    let v = load(x + c);\n"
+      "    let s = sum(v, 0);\n"
+      "    let m = max(v - s, 0);\n"
+      "    var acc = 0.0;\n"
+      "    for i in range(0, n) {\n"
+      "        acc = acc + sum(v * cast(i, f32), 0);\n"
+      "    }\n"
+      "    store(y, s + m + acc);\n"
+      "}\n";
+  Built b = compile_src(src, "sm_90", 4);
+  ck_assert_msg(b.st == TJ_OK, "%s", b.diag);
+  ck_assert_int_eq(count(b.r.ptx, "bar.sync"), 1 + 2 + 2);
+  cg_result_free(&b.r);
+}
+END_TEST
+
 START_TEST(smem_error_in_loop) {
   static const char src[] =
       "// usage: -D N=1024\n"
@@ -818,6 +842,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, broadcast_small_operand);
   tcase_add_test(tc, smem_error_in_loop);
   tcase_add_test(tc, narrow_pairs_for_stores);
+  tcase_add_test(tc, first_reduction_barrier);
   tcase_add_test(tc, dynamic_shared_memory);
   tcase_add_test(tc, float_rem_exact);
   suite_add_tcase(s, tc);
