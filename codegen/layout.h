@@ -86,7 +86,7 @@ typedef struct Cg {
   const Layout **layouts;  // interned layouts
   int nlayouts, caplayouts;
   int scratch_bytes;       // shared memory scratch the lowering needs
-  bool smem_used;          // a shared memory access has been emitted (cg_smem_ptr)
+  bool smem_used;          // a shared memory access has been emitted (cg_smem_ptr, wgmma descriptors)
   struct CgVec { int rank, shape[2], minbytes; } *vecs;  // per shape: narrowest access
   int nvecs, capvecs;
   // LLVM

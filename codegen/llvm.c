@@ -117,7 +117,8 @@ LLVMValueRef cg_intrinsic(Cg *cg, const char *name, LLVMTypeRef *ovl, int novl,
 }
 
 LLVMValueRef cg_contract(Cg *cg, LLVMValueRef v) {
-  // A constant-folded result is no instruction and carries no flags.
+  // A constant-folded result is no instruction and carries no flags. Only
+  // for f32/f64 values: see lower_elem.
   if (!cg->opt->no_fp_fusion && LLVMIsAInstruction(v) && LLVMCanValueUseFastMathFlags(v))
     LLVMSetFastMathFlags(v, LLVMFastMathAllowContract);
   return v;

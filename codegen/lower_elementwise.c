@@ -197,14 +197,18 @@ LLVMValueRef lower_elem(Cg *cg, const TirInst *in, LLVMValueRef *a) {
     if (fl) {
       LLVMValueRef x = widen(cg, a[0], dt), y = widen(cg, a[1], dt), r;
       switch (in->op) {
-      case TIR_ADD: r = cg_contract(cg, LLVMBuildFAdd(b, x, y, "")); break;
-      case TIR_SUB: r = cg_contract(cg, LLVMBuildFSub(b, x, y, "")); break;
-      case TIR_MUL: r = cg_contract(cg, LLVMBuildFMul(b, x, y, "")); break;
+      case TIR_ADD: r = LLVMBuildFAdd(b, x, y, ""); break;
+      case TIR_SUB: r = LLVMBuildFSub(b, x, y, ""); break;
+      case TIR_MUL: r = LLVMBuildFMul(b, x, y, ""); break;
       case TIR_DIV: r = LLVMBuildFDiv(b, x, y, ""); break;
       // PTX has no fmod and LLVM's frem expansion (x - trunc(x / y) * y)
       // is inexact; f64 keeps it for now.
       default: r = dt == DT_F64 ? LLVMBuildFRem(b, x, y, "") : nvm_fmod(cg, x, y); break;
       }
+      // f16/bf16 round to their type after every operation: InstCombine
+      // would shrink the widened op back to a half one, flag and all, and
+      // NVPTX would fuse it (fma.rn.f16), so only f32 and f64 contract.
+      if (in->op != TIR_DIV && in->op != TIR_REM && (dt == DT_F32 || dt == DT_F64)) r = cg_contract(cg, r);
       return narrow(cg, r, dt);
     }
     switch (in->op) {

@@ -26,6 +26,10 @@
 
 static int imin(int a, int b) { return a < b ? a : b; }
 
+// Every shared memory access goes through here (or sets smem_used itself, as
+// mma.c's wgmma descriptors do), so a reduction can tell that nothing read
+// the scratch before it. Code placed out of program order (the cp.async
+// prologue in a loop's preheader) touches only its own stage buffers.
 LLVMValueRef cg_smem_ptr(Cg *cg, LLVMValueRef byte_off) {
   cg->smem_used = true;
   return LLVMBuildGEP2(cg->b, cg->i8, cg->smem, &byte_off, 1, "");

@@ -70,11 +70,6 @@ static char *compile_both(TirFunc *f, int nw) {
   return keep;
 }
 
-static int count(const char *s, const char *needle) {
-  int n = 0;
-  for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle)) n++;
-  return n;
-}
 
 // ---------------------------------------------------------------- kernels
 
@@ -156,8 +151,8 @@ START_TEST(softmax_f16_4096) {
     ck_assert_msg(strstr(ptx, "bar.sync") != NULL || strstr(ptx, "barrier.sync") != NULL, "cross-warp barrier");
     // 4096 / (32 * nw * 8) vectors in, the same out
     int nvec = 4096 / (32 * nws[k] * 8);
-    ck_assert_int_eq(count(ptx, "ld.global.v4.b32"), nvec);
-    ck_assert_int_eq(count(ptx, "st.global.v4.b32"), nvec);
+    ck_assert_int_eq(tj_test_count(ptx, "ld.global.v4.b32"), nvec);
+    ck_assert_int_eq(tj_test_count(ptx, "st.global.v4.b32"), nvec);
     free(ptx);
     tb_free(&t);
   }
@@ -673,9 +668,9 @@ START_TEST(narrow_pairs_for_stores) {
     snprintf(one, sizeof one, "cvt.rn.%s.f32", ts[k]);
     // 1024 / 128 threads: 8 elements a thread; y and z's values in pairs,
     // h element by element.
-    ck_assert_int_eq(count(b.r.ptx, pair), 8);
-    ck_assert_int_eq(count(b.r.ptx, one), 8);
-    ck_assert_int_eq(count(b.r.ptx, "st.global.v4.b32"), 2);
+    ck_assert_int_eq(tj_test_count(b.r.ptx, pair), 8);
+    ck_assert_int_eq(tj_test_count(b.r.ptx, one), 8);
+    ck_assert_int_eq(tj_test_count(b.r.ptx, "st.global.v4.b32"), 2);
     cg_result_free(&b.r);
   }
   // Rank 2 with a runtime mask (stores of pairs unpacked where the mask
@@ -689,15 +684,12 @@ START_TEST(narrow_pairs_for_stores) {
       "}\n";
   Built b = compile_src(src2, "sm_90", 4);
   ck_assert_msg(b.st == TJ_OK, "%s", b.diag);
-  ck_assert_int_eq(count(b.r.ptx, "cvt.rn.bf16x2.f32"), 4);
-  ck_assert_int_eq(count(b.r.ptx, "cvt.rn.bf16.f32"), 0);
+  ck_assert_int_eq(tj_test_count(b.r.ptx, "cvt.rn.bf16x2.f32"), 4);
+  ck_assert_int_eq(tj_test_count(b.r.ptx, "cvt.rn.bf16.f32"), 0);
   cg_result_free(&b.r);
 }
 END_TEST
 
-// More shared memory than the arch has is reported, also from inside a
-// loop whose carried value the failing op feeds (the layout pass used to
-// dereference the unanalysed yield and crash).
 // A cross-warp reduction writes the shared scratch between two barriers;
 // the first retires earlier readers, and the kernel's first reduction
 // outside a loop has none: one barrier for it, two for the next, two for
@@ -717,11 +709,73 @@ START_TEST(first_reduction_barrier) {
       "}\n";
   Built b = compile_src(src, "sm_90", 4);
   ck_assert_msg(b.st == TJ_OK, "%s", b.diag);
-  ck_assert_int_eq(count(b.r.ptx, "bar.sync"), 1 + 2 + 2);
+  ck_assert_int_eq(tj_test_count(b.r.ptx, "bar.sync"), 1 + 2 + 2);
   cg_result_free(&b.r);
+  // In an if in a loop: both.
+  static const char in_if[] =
+      "kernel k(y: *f32, x: *f32, n: i32) {\n"
+      "    let v = load(x + arange(0, 1024));\n"
+      "    var acc = 0.0;\n"
+      "    for i in range(0, n) {\n"
+      "        if i > 2 {\n"
+      "            acc = acc + sum(v * cast(i, f32), 0);\n"
+      "        }\n"
+      "    }\n"
+      "    store(y, acc);\n"
+      "}\n";
+  b = compile_src(in_if, "sm_90", 4);
+  ck_assert_msg(b.st == TJ_OK, "%s", b.diag);
+  ck_assert_int_eq(tj_test_count(b.r.ptx, "bar.sync"), 2);
+  cg_result_free(&b.r);
+  // After a dot (which stages its operands in shared memory) the first
+  // reduction keeps it: one barrier more than with the reduction first.
+  int n[2];
+  for (int after = 0; after < 2; after++) {
+    char dsrc[1024];
+    snprintf(dsrc, sizeof dsrc,
+             "kernel k(y: *f32, a: *f16, b: *f16, x: *f32) {\n"
+             "    let r = arange(0, 64);\n"
+             "    let p = r[:, None] * 64 + r[None, :];\n"
+             "    let v = load(x + p);\n"
+             "    %s\n    %s\n"
+             "    store(y + p, c + s);\n"
+             "}\n",
+             after ? "let c = dot(load(a + p), load(b + p));" : "let s = sum(sum(v, 1), 0);",
+             after ? "let s = sum(sum(v, 1), 0);" : "let c = dot(load(a + p), load(b + p));");
+    b = compile_src(dsrc, "sm_90", 4);
+    ck_assert_msg(b.st == TJ_OK, "%s", b.diag);
+    n[after] = tj_test_count(b.r.ptx, "bar.sync");
+    cg_result_free(&b.r);
+  }
+  ck_assert_int_eq(n[1], n[0] + 1);
 }
 END_TEST
 
+// f32 a * b + c is one fma; f16 and bf16 round after the multiply, as the
+// interpreter does, so they never fuse (LLVM would shrink a contractable
+// widened op back to a half one and fuse that).
+START_TEST(fp_contraction) {
+  static const char *const ts[] = {"f32", "f16", "bf16"};
+  static const char *const archs[] = {"sm_80", "sm_90"};
+  for (int k = 0; k < 3; k++)
+    for (int a = 0; a < 2; a++) {
+      char src[512];
+      snprintf(src, sizeof src,
+               "kernel k(y: *%s, a: *%s, b: *%s, c: *%s) {\n"
+               "    let o = arange(0, 128);\n"
+               "    store(y + o, load(a + o) * load(b + o) + load(c + o));\n"
+               "}\n", ts[k], ts[k], ts[k], ts[k]);
+      Built b = compile_src(src, archs[a], 4);
+      ck_assert_msg(b.st == TJ_OK, "%s", b.diag);
+      ck_assert_msg(tj_test_count(b.r.ptx, "fma.rn") == (k == 0 ? 4 : 0), "%s %s:\n%s", ts[k], archs[a], b.r.ptx);
+      cg_result_free(&b.r);
+    }
+}
+END_TEST
+
+// More shared memory than the arch has is reported, also from inside a
+// loop whose carried value the failing op feeds (the layout pass used to
+// dereference the unanalysed yield and crash).
 START_TEST(smem_error_in_loop) {
   static const char src[] =
       "// usage: -D N=1024\n"
@@ -843,6 +897,7 @@ static Suite *suite(void) {
   tcase_add_test(tc, smem_error_in_loop);
   tcase_add_test(tc, narrow_pairs_for_stores);
   tcase_add_test(tc, first_reduction_barrier);
+  tcase_add_test(tc, fp_contraction);
   tcase_add_test(tc, dynamic_shared_memory);
   tcase_add_test(tc, float_rem_exact);
   suite_add_tcase(s, tc);
