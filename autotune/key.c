@@ -21,7 +21,7 @@
 #include "../codegen/hash.h"
 #include "../runtime/rt.h"
 
-#define TUNE_KEY_FORMAT 1u
+#define TUNE_KEY_FORMAT 2u   // 2: the fp fusion setting
 
 int64_t tj_tune_bucket_pow2(int64_t v) {
   if (v <= 1) return v;
@@ -89,6 +89,8 @@ tj_status tune_ident(tj_tuner *t) {
   }
   int32_t nw = tune_axis_index(t, "num_warps") >= 0 ? 0 : t->base->num_warps;
   cg_hash_field(&h, &nw, sizeof nw);
+  uint32_t fusion = (t->flags & TJ_COMPILE_NO_FP_FUSION) ? 0 : 1;   // other code, maybe another winner
+  cg_hash_field(&h, &fusion, sizeof fusion);
   cg_hash_str(&h, t->dev_arch);
   // The device.
   cg_hash_str(&h, t->dev_name);

@@ -67,6 +67,7 @@ static void tune_usage(FILE *f) {
         "  --axis NAME=V,V,...  tune a constant over these values, or restrict a tunable\n"
         "  --num-warps N,N,...  tune num_warps as a launch option (kernels without the tunable)\n"
         "  --warmup N --reps N  launches before timing and timed runs per configuration (3, 25)\n"
+        "  --no-fp-fusion       compile without fma contraction (see 'tilejit compile --help')\n"
         "  --list               list stored results; --clear removes them\n"
         "  -h, --help           show this help\n"
         "\n"
@@ -89,7 +90,7 @@ static void bench_usage(FILE *f) {
         "same way in the same run; with --flops, TFLOP/s.\n"
         "\n"
         "options: as 'tilejit tune' (-D, --kernel, --size, --buffer, --grid, --axis, --num-warps,\n"
-        "--warmup, --reps), and:\n"
+        "--warmup, --reps, --no-fp-fusion), and:\n"
         "  --bytes EXPR         bytes moved per launch, over sizes and tuned values: --bytes '4*n'\n"
         "  --flops EXPR         floating-point operations per launch\n"
         "  -h, --help           show this help\n"
@@ -565,6 +566,7 @@ static int tune_main(int argc, char **argv, bool bench) {
   const char *file = NULL, *kernel = NULL, *keyopt = NULL, *grid = NULL, *bytes_expr = NULL, *flops_expr = NULL;
   bool list = false, clear = false, bad = false;
   int warmup = 3, reps = 25;
+  unsigned flags = 0;
   AxisOpt axes[TJ_TUNE_MAX_AXES + 1];
   int naxes = 0;
   tu.defines = calloc((size_t)argc + 1, sizeof *tu.defines);
@@ -647,6 +649,8 @@ static int tune_main(int argc, char **argv, bool bench) {
       }
       if (w) warmup = (int)n;
       else reps = (int)n;
+    } else if (!strcmp(a, "--no-fp-fusion")) {
+      flags |= TJ_COMPILE_NO_FP_FUSION;
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "tilejit: error: unknown option '%s' (see 'tilejit %s --help')\n", a, cmd);
       goto out;
@@ -737,7 +741,8 @@ static int tune_main(int argc, char **argv, bool bench) {
     }
   }
 
-  tj_compile_opts o = { .path = file, .kernel = kernel, .defines = tu.defines, .ndefines = tu.ndefines };
+  tj_compile_opts o = { .path = file, .kernel = kernel, .defines = tu.defines, .ndefines = tu.ndefines,
+                        .flags = flags };
   tj_status st = tj_tuner_create(ctx, &o, key_names, nkey, &tu.tuner);
   if (st != TJ_OK) {
     const char *msg = tj_ctx_last_error(ctx);
@@ -763,7 +768,7 @@ static int tune_main(int argc, char **argv, bool bench) {
   tj_param_info pinfo[64];
   {
     tj_compile_opts fo = o;
-    fo.flags = TJ_COMPILE_FRONTEND;
+    fo.flags = flags | TJ_COMPILE_FRONTEND;
     tj_kernel *k0 = NULL;
     if ((st = tj_kernel_compile(ctx, &fo, &k0)) != TJ_OK) {
       fprintf(stderr, "tilejit: error: %s\n", tj_ctx_last_error(ctx));

@@ -178,7 +178,15 @@ START_TEST(key_covers_sizes_device_dtypes_space) {
   key_of(g, 4096, g4096);
   ck_assert(memcmp(g3000, g4096, 32) != 0);
   ck_assert_mem_eq(g4096, k4096, 32);
-  for (tj_tuner **p = (tj_tuner *[]){ a, b, c, d, e, g, NULL }; *p; p++) tj_tuner_free(*p);
+  // Compiled without fma contraction: other code, another key.
+  tj_compile_opts nf = { .source = SCALE_SRC, .path = "scale.tj", .flags = TJ_COMPILE_NO_FP_FUSION };
+  tj_tuner *h = NULL;
+  ck_assert_int_eq(tj_tuner_create(f.ctx, &nf, (const char *[]){ "n" }, 1, &h), TJ_OK);
+  tune_set_device(h, "Fake GPU", 9, 0, "sm_90");
+  uint8_t kh[32];
+  key_of(h, 4096, kh);
+  ck_assert(memcmp(kh, k4096, 32) != 0);
+  for (tj_tuner **p = (tj_tuner *[]){ a, b, c, d, e, g, h, NULL }; *p; p++) tj_tuner_free(*p);
 
   // Dtypes: the same source with T=f16 and T=f32.
   char *path = tj_test_path("tests/dsl/kernels/softmax_tunable.tj");

@@ -75,7 +75,14 @@ START_TEST(help_and_usage) {
   r = run_cli((const char *[]){ "compile", "--help", NULL });
   ck_assert_int_eq(r.status, 0);
   ck_assert_ptr_nonnull(strstr(r.out, "--emit"));
+  ck_assert_ptr_nonnull(strstr(r.out, "--no-fp-fusion"));
   run_free(&r);
+  for (int bench = 0; bench < 2; bench++) {
+    r = run_cli((const char *[]){ bench ? "bench" : "tune", "--help", NULL });
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "--no-fp-fusion"));
+    run_free(&r);
+  }
   r = run_cli((const char *[]){ NULL });
   ck_assert_int_eq(r.status, 2);
   ck_assert_ptr_nonnull(strstr(r.err, "usage: tilejit"));
@@ -211,8 +218,8 @@ START_TEST(fp_fusion_option) {
   for (int off = 0; off < 2; off++) {
     const char *args[32] = { "compile", "blocks/layernorm.tj", "--kernel", "norm_fwd", "-D", "T=f16", "-D",
                              "BLOCK=1024", "-D", "ROWS=1", "-D", "RMS=false", "-D", "HAS_W=true", "-D",
-                             "HAS_B=true", "-D", "FLAT=true", "--arch", "sm_90", "--emit", "ptx", "--no-cache" };
-    if (off) args[23] = "--no-fp-fusion";
+                             "HAS_B=true", "-D", "FLAT=true", "--arch", "sm_90", "--emit", "ptx", "--no-cache",
+                             off ? "--no-fp-fusion" : NULL };
     Run r = run_cli(args);
     ck_assert_msg(r.status == 0, "stderr: %s", r.err);
     // 1024 / 128 threads: 8 elements a thread. Fused: v - sum * rk (8),
