@@ -12,7 +12,8 @@ tilejit.TilejitError on failure. tilejit.Context / Kernel expose the kernel
 compiler itself. See docs/python.md.
 """
 from . import patterns
-from ._lib import (COMPILE_DEBUG, COMPILE_FRONTEND, COMPILE_NO_CACHE, COMPILE_NO_FP_FUSION, DLDataType, DLDevice, DLManagedTensor, DLTensor, DropoutOpts, SoftmaxOpts, TilejitError,
+from ._lib import (COMPILE_DEBUG, COMPILE_FRONTEND, COMPILE_NO_CACHE, COMPILE_NO_FP_FUSION,
+                   DLDataType, DLDevice, DLManagedTensor, DLTensor, DropoutOpts, SoftmaxOpts, TilejitError,
                    load_library, library_path)
 from .blocks import (ACTIVATIONS, AttnLayout, Blocks, attention, attention_backward, attention_bwd_workspace_size,
                      block_call, block_info, block_names, dropout_act, dropout_act_backward,
