@@ -843,6 +843,29 @@ class TestBenchScripts(unittest.TestCase):
         import report
         cls.harness, cls.report = harness, report
 
+    def test_jit_paths_assume_follows_the_launcher(self):
+        # bench/jit_paths.py compiles the variant a launch would pick: aligned
+        # pointers and multiples of 16 as =16, ones as =1, the rest unknown.
+        import ctypes as C
+        import types
+        stubs = [m for m in ("torch", "triton") if m not in sys.modules]
+        for m in stubs:
+            sys.modules[m] = types.ModuleType(m)
+        try:
+            import jit_paths
+        finally:
+            for m in stubs:
+                del sys.modules[m]
+        params = [("y", C.c_uint64, 1 << 20), ("x", C.c_uint64, (1 << 20) + 8), ("M", C.c_int32, 32768),
+                  ("rpp", C.c_int32, 4), ("ncb", C.c_int32, 1), ("offset", C.c_int64, 0), ("scale", C.c_float, 16.0)]
+        self.assertEqual(jit_paths.assume_of(params), "y=16,M=16,ncb=1,offset=16")
+        ctx = tj.Context()
+        k = ctx.compile(path=os.path.join(HERE, "..", "..", "blocks", "dropout.tj"), kernel="dropout_fwd",
+                        defines=["T=f16", "BLOCK=4096", "ROWS=1", "VEC=8", "BGS=9", "ACT=0", "HAS_BIAS=true",
+                                 "DROP=true", "K4=true", "FLAT=true"], num_warps=4, arch="sm_90",
+                        flags=tj.COMPILE_NO_CACHE, assume="y=16,x=16,bias=16,M=16,K=16,sx_r=16,sy_r=16")
+        self.assertEqual(k.ptx.count("ld.global.v4"), 8)
+
     def test_eager_causal_softmax_mask_built_once(self):
         # fix 9: the causal mask is built outside the timed function
         import types
