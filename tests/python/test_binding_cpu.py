@@ -865,6 +865,14 @@ class TestBenchScripts(unittest.TestCase):
                                  "DROP=true", "K4=true", "FLAT=true"], num_warps=4, arch="sm_90",
                         flags=tj.COMPILE_NO_CACHE, assume="y=16,x=16,bias=16,M=16,K=16,sx_r=16,sy_r=16")
         self.assertEqual(k.ptx.count("ld.global.v4"), 8)
+        # The older PTX forms it also times: conversions unpaired, sm_90.
+        ptx = k.ptx
+        paired = ptx.count("cvt.rn.f16x2.f32")
+        self.assertGreater(paired, 0)
+        old = jit_paths.unpaired(ptx)
+        self.assertNotIn("cvt.rn.f16x2.f32", old)
+        self.assertEqual(old.count("cvt.rn.f16.f32"), ptx.count("cvt.rn.f16.f32") + 2 * paired)
+        self.assertIn(".target sm_90\n", jit_paths.as_sm90(ptx.replace(".target sm_90\n", ".target sm_90a\n")))
 
     def test_eager_causal_softmax_mask_built_once(self):
         # fix 9: the causal mask is built outside the timed function
