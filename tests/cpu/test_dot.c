@@ -29,12 +29,6 @@ static bool no_spills(const char *log) {
   return strstr(log, "bytes spill") != NULL;
 }
 
-static int count(const char *s, const char *needle) {
-  int n = 0;
-  for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle)) n++;
-  return n;
-}
-
 typedef struct Mm {
   const char *T;
   int bm, bn, bk, nw;
@@ -112,7 +106,7 @@ static void check_mma(const Mm *m, bool want_cp_async, bool check_spills) {
     snprintf(want, sizeof want, "mma.sync.aligned.m16n8k16.row.col.f32.%s.%s.f32", m->T, m->T);
     // mma per warp and loop iteration: (BM/16 x BN/8 tiles) x BK/16 steps / warps
     int per_iter = m->bm * m->bn * m->bk / (16 * 8 * 16) / m->nw;
-    ck_assert_msg(count(o.ptx, want) == per_iter, "%s: %d x %s, want %d", tag, count(o.ptx, want), want,
+    ck_assert_msg(tj_test_count(o.ptx, want) == per_iter, "%s: %d x %s, want %d", tag, tj_test_count(o.ptx, want), want,
                   per_iter);
     ck_assert_msg(strstr(o.ptx, "ldmatrix.sync.aligned.m8n8.x4.shared.b16") != NULL, "ldmatrix for A:\n%s", o.ptx);
     ck_assert_msg(strstr(o.ptx, "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16") != NULL ||

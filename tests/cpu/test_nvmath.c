@@ -125,12 +125,6 @@ static int ptxas_ok(const char *ptx) {
   return tj_test_ptxas(ptx, "sm_90", log, sizeof log) <= 0;
 }
 
-static int count(const char *s, const char *needle) {
-  int n = 0;
-  for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle)) n++;
-  return n;
-}
-
 static tj_kernel *compile(tj_ctx *ctx, const char *src, const char *path, const char *kernel,
                           const char *const *defs, int ndefs) {
   tj_compile_opts o;
@@ -163,15 +157,15 @@ START_TEST(erf_ptx_branch_free) {
   const char *ptx = tj_kernel_ptx(k);
   // E elements per thread (the layout's choice): one ex2 and one clamp
   // each, NVM_ERF_DEG - 1 fmas each.
-  int e = count(ptx, "ex2.approx");
+  int e = tj_test_count(ptx, "ex2.approx");
   ck_assert_int_ge(e, 1);
-  ck_assert_int_eq(count(ptx, "min.NaN.f32"), e);
-  ck_assert_int_eq(count(ptx, "fma.rn.f32"), e * (NVM_ERF_DEG - 1));
+  ck_assert_int_eq(tj_test_count(ptx, "min.NaN.f32"), e);
+  ck_assert_int_eq(tj_test_count(ptx, "fma.rn.f32"), e * (NVM_ERF_DEG - 1));
   // No float compare or select (the layout may test the thread id).
   int fcmp = 0;
   for (const char *p = strstr(ptx, "setp."); p; p = strstr(p + 1, "setp."))
     fcmp += strncmp(p + strcspn(p, " \t") - 3, "f32", 3) == 0;
-  ck_assert_msg(fcmp == 0 && count(ptx, "selp.f32") == 0 && count(ptx, "bra") == 0,
+  ck_assert_msg(fcmp == 0 && tj_test_count(ptx, "selp.f32") == 0 && tj_test_count(ptx, "bra") == 0,
                 "erf should be branch- and select-free:\n%s", ptx);
   tj_kernel_free(k);
   tj_ctx_free(ctx);
@@ -188,11 +182,11 @@ START_TEST(erf_ptx_folds_scale) {
                     "}\n";
   tj_kernel *k = compile(ctx, src, "erf_scaled.tj", NULL, NULL, 0);
   const char *ptx = tj_kernel_ptx(k);
-  int e = count(ptx, "ex2.approx");
+  int e = tj_test_count(ptx, "ex2.approx");
   ck_assert_int_ge(e, 1);
-  ck_assert_int_eq(count(ptx, "fma.rn.f32"), e * (NVM_ERF_DEG - 1));
-  ck_assert_msg(count(ptx, "mul.rn.f32") == e, "one multiply per element (t q(t)), got %d for %d:\n%s",
-                count(ptx, "mul.rn.f32"), e, ptx);
+  ck_assert_int_eq(tj_test_count(ptx, "fma.rn.f32"), e * (NVM_ERF_DEG - 1));
+  ck_assert_msg(tj_test_count(ptx, "mul.rn.f32") == e, "one multiply per element (t q(t)), got %d for %d:\n%s",
+                tj_test_count(ptx, "mul.rn.f32"), e, ptx);
   tj_kernel_free(k);
   // Outside [1/64, 64] the scaled coefficients would leave the normal f32
   // range: the multiply stays.
@@ -202,7 +196,7 @@ START_TEST(erf_ptx_folds_scale) {
                     "}\n";
   k = compile(ctx, big, "erf_big.tj", NULL, NULL, 0);
   ptx = tj_kernel_ptx(k);
-  ck_assert_int_eq(count(ptx, "mul.rn.f32"), 2 * count(ptx, "ex2.approx"));
+  ck_assert_int_eq(tj_test_count(ptx, "mul.rn.f32"), 2 * tj_test_count(ptx, "ex2.approx"));
   tj_kernel_free(k);
   tj_ctx_free(ctx);
 }
@@ -260,22 +254,22 @@ START_TEST(dropout_fwd_budget) {
     tj_kernel *k = compile(ctx, src, "blocks/dropout.tj", "dropout_fwd", defs, 10);
     const char *ptx = tj_kernel_ptx(k);
     // The Philox multipliers, in whatever form LLVM printed them.
-    int m0 = count(ptx, ", -766435501;") + count(ptx, ", 3528531795;");
-    int m1 = count(ptx, ", -845247145;") + count(ptx, ", 3449720151;");
+    int m0 = tj_test_count(ptx, ", -766435501;") + tj_test_count(ptx, ", 3528531795;");
+    int m1 = tj_test_count(ptx, ", -845247145;") + tj_test_count(ptx, ", 3449720151;");
     ck_assert_msg(m0 == 8 * 10 && m1 == 8 * 9, "%s: Philox multiplies %d + %d, want 80 + 72", act, m0, m1);
-    ck_assert_msg(count(ptx, "mul.hi.u32") == 0, "%s: mul.hi.u32 where mul.wide.u32 gives both halves", act);
-    int w0 = count(ptx, "-766435501;"), w1 = count(ptx, "-845247145;");
+    ck_assert_msg(tj_test_count(ptx, "mul.hi.u32") == 0, "%s: mul.hi.u32 where mul.wide.u32 gives both halves", act);
+    int w0 = tj_test_count(ptx, "-766435501;"), w1 = tj_test_count(ptx, "-845247145;");
     ck_assert_msg(w0 == 8 * 10 && w1 == 8 * 9, "%s: %d + %d Philox multiplies in the 32-bit form (mul.wide.u32), "
                   "want 80 + 72", act, w0, w1);
-    ck_assert_msg(count(ptx, "selp.b16") == 0, "%s: a 16-bit select (a PRMT per element in SASS)", act);
+    ck_assert_msg(tj_test_count(ptx, "selp.b16") == 0, "%s: a 16-bit select (a PRMT per element in SASS)", act);
     char label[64];
     int n = loop_body_insts(ptx, label, sizeof label);
     ck_assert_msg(n <= 32 * cases[c].max_per_elem, "%s: loop body %d PTX instructions (%.1f per element), budget %d",
                   act, n, n / 32.0, cases[c].max_per_elem);
     if (cases[c].act == 3) {
-      ck_assert_int_eq(count(ptx, "ex2.approx"), 32);
+      ck_assert_int_eq(tj_test_count(ptx, "ex2.approx"), 32);
       // The keep select, one per element; gelu itself is branch- and select-free.
-      ck_assert_msg(count(ptx, "selp.f32") == 32, "%s: %d selects in the loop, want 32", act, count(ptx, "selp.f32"));
+      ck_assert_msg(tj_test_count(ptx, "selp.f32") == 32, "%s: %d selects in the loop, want 32", act, tj_test_count(ptx, "selp.f32"));
     }
     tj_kernel_free(k);
   }
